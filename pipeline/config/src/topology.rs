@@ -1,0 +1,410 @@
+//! The typed topology: what `topology.yaml` may contain, and its defaults.
+//!
+//! In: YAML (through serde). Out: [`Topology`] and its sections. Every struct
+//! rejects unknown fields and every field may be omitted: an omitted field
+//! takes the default documented on it, and the defaults together describe a
+//! local deployment (one broker and one ClickHouse on 127.0.0.1). Nothing
+//! here checks values; see [`Topology::validate`](crate::Topology::validate).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// One deployment, declared: brokers, topics, consumer groups, listeners,
+/// ingester pool and batch limits, storage.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Topology {
+    /// How to reach the Kafka cluster.
+    pub kafka: Kafka,
+    /// The topics spans travel through.
+    pub topics: Topics,
+    /// The consumer groups that read the spans topic.
+    pub groups: Groups,
+    /// The collector role: OTLP receivers that publish spans to Kafka.
+    pub collector: Collector,
+    /// The ingester role: consumes spans and writes them to ClickHouse in batches.
+    pub ingester: Ingester,
+    /// The query role: Jaeger-compatible HTTP API and UI.
+    pub query: Query,
+    /// The admin endpoint every role serves (`/metrics`, `/health`).
+    pub admin: Admin,
+    /// Where spans are stored.
+    pub storage: Storage,
+}
+
+/// How to reach the Kafka cluster.
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Kafka {
+    /// Comma-separated bootstrap list of `host:port` brokers
+    /// (librdkafka's `bootstrap.servers`). Default `127.0.0.1:9092`.
+    pub brokers: String,
+    /// Client id reported to the brokers (librdkafka's `client.id`).
+    /// Default `skein`.
+    pub client_id: String,
+    /// Extra librdkafka properties applied to every producer, consumer and
+    /// admin client, e.g. `security.protocol: SASL_SSL`. Default empty.
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for Kafka {
+    fn default() -> Self {
+        Kafka {
+            brokers: "127.0.0.1:9092".to_owned(),
+            client_id: "skein".to_owned(),
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+/// Shows property values whose key looks secret as `***`.
+impl fmt::Debug for Kafka {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let properties: BTreeMap<&str, &str> = self
+            .properties
+            .iter()
+            .map(|(key, value)| {
+                let lower = key.to_ascii_lowercase();
+                let secret = lower.contains("password") || lower.contains("secret");
+                (key.as_str(), if secret { "***" } else { value.as_str() })
+            })
+            .collect();
+        f.debug_struct("Kafka")
+            .field("brokers", &self.brokers)
+            .field("client_id", &self.client_id)
+            .field("properties", &properties)
+            .finish()
+    }
+}
+
+/// The topics spans travel through.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Topics {
+    /// Spans published by the collector and consumed by the ingester and
+    /// aggregator. Default `skein-spans`, 6 partitions, replication factor 1;
+    /// fields left out of the section take these values.
+    #[serde(deserialize_with = "spans_topic")]
+    pub spans: Topic,
+    /// Messages the ingester could not decode or store, kept for inspection.
+    /// Default `skein-spans-dlq`, 1 partition, replication factor 1; fields
+    /// left out of the section take these values.
+    #[serde(deserialize_with = "dead_letter_topic")]
+    pub dead_letter: Topic,
+}
+
+impl Default for Topics {
+    fn default() -> Self {
+        Topics {
+            spans: Topic::new("skein-spans", 6),
+            dead_letter: Topic::new("skein-spans-dlq", 1),
+        }
+    }
+}
+
+/// A Kafka topic, as skein creates it when it is missing.
+///
+/// Inside [`Topics`] every field may be left out and takes that topic's
+/// default; deserialised on its own, only `name` is required.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Topic {
+    /// Topic name: 1 to 249 characters from `[a-zA-Z0-9._-]`.
+    pub name: String,
+    /// Number of partitions; bounds the useful number of ingester workers.
+    #[serde(default = "one")]
+    pub partitions: i32,
+    /// Copies of each partition kept by the cluster.
+    #[serde(default = "one")]
+    pub replication_factor: i32,
+    /// Topic configs set at creation, e.g. `retention.ms: "604800000"`.
+    /// Default empty (the broker's defaults).
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+}
+
+impl Topic {
+    /// A topic with replication factor 1 and no extra config.
+    fn new(name: &str, partitions: i32) -> Self {
+        Topic {
+            name: name.to_owned(),
+            partitions,
+            replication_factor: 1,
+            config: BTreeMap::new(),
+        }
+    }
+}
+
+/// Serde default of [`Topic::partitions`] and [`Topic::replication_factor`].
+fn one() -> i32 {
+    1
+}
+
+/// A topic section as written: any field may be left out.
+#[derive(Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct TopicFields {
+    /// See [`Topic::name`].
+    name: Option<String>,
+    /// See [`Topic::partitions`].
+    partitions: Option<i32>,
+    /// See [`Topic::replication_factor`].
+    replication_factor: Option<i32>,
+    /// See [`Topic::config`].
+    config: Option<BTreeMap<String, String>>,
+}
+
+impl TopicFields {
+    /// Fills the fields left out from `defaults`.
+    fn or(self, defaults: Topic) -> Topic {
+        Topic {
+            name: self.name.unwrap_or(defaults.name),
+            partitions: self.partitions.unwrap_or(defaults.partitions),
+            replication_factor: self
+                .replication_factor
+                .unwrap_or(defaults.replication_factor),
+            config: self.config.unwrap_or(defaults.config),
+        }
+    }
+}
+
+/// Deserialises [`Topics::spans`], filling omitted fields with its defaults.
+fn spans_topic<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Topic, D::Error> {
+    let fields = TopicFields::deserialize(deserializer)?;
+    Ok(fields.or(Topics::default().spans))
+}
+
+/// Deserialises [`Topics::dead_letter`], filling omitted fields with its defaults.
+fn dead_letter_topic<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Topic, D::Error> {
+    let fields = TopicFields::deserialize(deserializer)?;
+    Ok(fields.or(Topics::default().dead_letter))
+}
+
+/// The consumer groups that read the spans topic.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Groups {
+    /// Group of the ingesters. Default `skein-ingester`.
+    pub ingester: String,
+    /// Group of the dependency aggregator; must differ from the ingester's so
+    /// both see every span. Default `skein-aggregator`.
+    pub aggregator: String,
+}
+
+impl Default for Groups {
+    fn default() -> Self {
+        Groups {
+            ingester: "skein-ingester".to_owned(),
+            aggregator: "skein-aggregator".to_owned(),
+        }
+    }
+}
+
+/// The collector role: OTLP receivers that publish spans to Kafka.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Collector {
+    /// Listen address of the OTLP/gRPC receiver. Default `0.0.0.0:4317`.
+    pub otlp_grpc: String,
+    /// Listen address of the OTLP/HTTP receiver. Default `0.0.0.0:4318`.
+    pub otlp_http: String,
+    /// Largest accepted request body in bytes, after decompression.
+    /// Default 16 MiB.
+    pub max_request_bytes: usize,
+    /// How long to wait for Kafka's delivery report before failing the
+    /// request, in milliseconds. Default 30000.
+    pub publish_timeout_ms: u64,
+}
+
+impl Default for Collector {
+    fn default() -> Self {
+        Collector {
+            otlp_grpc: "0.0.0.0:4317".to_owned(),
+            otlp_http: "0.0.0.0:4318".to_owned(),
+            max_request_bytes: 16 * 1024 * 1024,
+            publish_timeout_ms: 30_000,
+        }
+    }
+}
+
+impl Collector {
+    /// [`publish_timeout_ms`](Self::publish_timeout_ms) as a duration.
+    pub fn publish_timeout(&self) -> Duration {
+        Duration::from_millis(self.publish_timeout_ms)
+    }
+}
+
+/// The ingester role: consumes spans and writes them to ClickHouse in batches.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Ingester {
+    /// Number of workers in the pool; partitions are shared among them.
+    /// Default 2.
+    pub workers: usize,
+    /// When a worker flushes its batch to ClickHouse.
+    pub batch: Batch,
+}
+
+impl Default for Ingester {
+    fn default() -> Self {
+        Ingester {
+            workers: 2,
+            batch: Batch::default(),
+        }
+    }
+}
+
+/// When a batch is flushed: whichever limit is reached first.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Batch {
+    /// Flush once the batch holds this many rows. Default 10000.
+    pub max_rows: usize,
+    /// Flush once the batch holds this many bytes. Default 8 MiB.
+    pub max_bytes: usize,
+    /// Flush once the oldest row has waited this long, in milliseconds.
+    /// Default 1000, at most 60000.
+    pub linger_ms: u64,
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Batch {
+            max_rows: 10_000,
+            max_bytes: 8 * 1024 * 1024,
+            linger_ms: 1_000,
+        }
+    }
+}
+
+impl Batch {
+    /// [`linger_ms`](Self::linger_ms) as a duration.
+    pub fn linger(&self) -> Duration {
+        Duration::from_millis(self.linger_ms)
+    }
+}
+
+/// The query role: Jaeger-compatible HTTP API and UI.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Query {
+    /// Listen address of the HTTP API and UI. Default `0.0.0.0:16686`.
+    pub http: String,
+}
+
+impl Default for Query {
+    fn default() -> Self {
+        Query {
+            http: "0.0.0.0:16686".to_owned(),
+        }
+    }
+}
+
+/// The admin endpoint every role serves.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Admin {
+    /// Listen address of `/metrics` and `/health`. Default `0.0.0.0:14269`.
+    pub http: String,
+}
+
+impl Default for Admin {
+    fn default() -> Self {
+        Admin {
+            http: "0.0.0.0:14269".to_owned(),
+        }
+    }
+}
+
+/// Where spans are stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Storage {
+    /// The ClickHouse server and database.
+    pub clickhouse: ClickHouse,
+}
+
+/// A ClickHouse server, reached over its HTTP interface.
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClickHouse {
+    /// HTTP(S) endpoint. Default `http://127.0.0.1:8123`.
+    pub url: String,
+    /// Database holding skein's tables; created by the migrations.
+    /// Default `skein`.
+    pub database: String,
+    /// User to authenticate as. Default `default`.
+    pub user: String,
+    /// Password of `user`. Default empty. Shown as `***` by `Debug`.
+    pub password: String,
+}
+
+impl Default for ClickHouse {
+    fn default() -> Self {
+        ClickHouse {
+            url: "http://127.0.0.1:8123".to_owned(),
+            database: "skein".to_owned(),
+            user: "default".to_owned(),
+            password: String::new(),
+        }
+    }
+}
+
+/// Hides the password.
+impl fmt::Debug for ClickHouse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let password = if self.password.is_empty() { "" } else { "***" };
+        f.debug_struct("ClickHouse")
+            .field("url", &self.url)
+            .field("database", &self.database)
+            .field("user", &self.user)
+            .field("password", &password)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_describe_a_local_deployment() {
+        let t = Topology::default();
+        assert_eq!(t.kafka.brokers, "127.0.0.1:9092");
+        assert_eq!(t.kafka.client_id, "skein");
+        assert_eq!(t.topics.spans.name, "skein-spans");
+        assert_eq!(t.topics.spans.partitions, 6);
+        assert_eq!(t.topics.dead_letter.name, "skein-spans-dlq");
+        assert_eq!(t.topics.dead_letter.partitions, 1);
+        assert_eq!(t.topics.dead_letter.replication_factor, 1);
+        assert_eq!(t.groups.ingester, "skein-ingester");
+        assert_eq!(t.groups.aggregator, "skein-aggregator");
+        assert_eq!(t.collector.max_request_bytes, 16 << 20);
+        assert_eq!(t.collector.publish_timeout(), Duration::from_secs(30));
+        assert_eq!(t.ingester.workers, 2);
+        assert_eq!(t.ingester.batch.max_bytes, 8 << 20);
+        assert_eq!(t.ingester.batch.linger(), Duration::from_secs(1));
+        assert_eq!(t.query.http, "0.0.0.0:16686");
+        assert_eq!(t.admin.http, "0.0.0.0:14269");
+        assert_eq!(t.storage.clickhouse.url, "http://127.0.0.1:8123");
+        assert_eq!(t.storage.clickhouse.user, "default");
+    }
+
+    #[test]
+    fn debug_hides_secrets() {
+        let mut t = Topology::default();
+        t.storage.clickhouse.password = "hunter2".into();
+        t.kafka
+            .properties
+            .insert("sasl.password".into(), "hunter3".into());
+        t.kafka
+            .properties
+            .insert("security.protocol".into(), "SASL_SSL".into());
+        let shown = format!("{t:?}");
+        assert!(!shown.contains("hunter"), "{shown}");
+        assert!(shown.contains("SASL_SSL"), "{shown}");
+    }
+}
