@@ -1,0 +1,48 @@
+//! The ingester's metric names; labels are `worker`, `reason`.
+
+/// Spans written to ClickHouse.
+pub const SPANS_WRITTEN: &str = "skein_ingester_spans_written_total";
+/// Batches written to ClickHouse.
+pub const BATCHES_WRITTEN: &str = "skein_ingester_batches_written_total";
+/// Failed batch writes that were retried.
+pub const WRITE_RETRIES: &str = "skein_ingester_write_retries_total";
+/// Messages that did not decode and went to the dead-letter topic, by `reason`.
+pub const MESSAGES_DEAD_LETTERED: &str = "skein_ingester_messages_dead_lettered_total";
+/// Messages consumed from Kafka.
+pub const MESSAGES_CONSUMED: &str = "skein_ingester_messages_consumed_total";
+/// Time one batch write took, retries included.
+pub const WRITE_SECONDS: &str = "skein_ingester_write_duration_seconds";
+/// Rows per written batch.
+pub const BATCH_ROWS: &str = "skein_ingester_batch_rows";
+
+/// Describes every metric to the recorder.
+pub fn describe() {
+    use metrics::{describe_counter, describe_histogram, Unit};
+    describe_counter!(SPANS_WRITTEN, Unit::Count, "spans written to clickhouse");
+    describe_counter!(
+        BATCHES_WRITTEN,
+        Unit::Count,
+        "batches written to clickhouse"
+    );
+    describe_counter!(
+        WRITE_RETRIES,
+        Unit::Count,
+        "batch writes retried after an error"
+    );
+    describe_counter!(
+        MESSAGES_DEAD_LETTERED,
+        Unit::Count,
+        "undecodable messages sent to the dead-letter topic, by reason"
+    );
+    describe_counter!(
+        MESSAGES_CONSUMED,
+        Unit::Count,
+        "messages consumed from kafka"
+    );
+    describe_histogram!(
+        WRITE_SECONDS,
+        Unit::Seconds,
+        "time to write one batch, retries included"
+    );
+    describe_histogram!(BATCH_ROWS, Unit::Count, "rows per written batch");
+}

@@ -1,0 +1,119 @@
+//! Everything rdkafka: the producer, consumers, the admin client.
+//!
+//! In: the `kafka`, `topics` and `groups` sections of the topology. Out:
+//! a [`Publisher`] that resolves only on the broker's delivery report, a
+//! consumer configured to store offsets only when told to, and
+//! [`admin::apply_topics`] that creates missing topics.
+//!
+//! Guarantees: the producer uses `acks=all` and idempotence, and hashes keys
+//! with murmur2 as the Java client does, so a trace lands on the same
+//! partition whichever client wrote it.
+
+pub mod admin;
+pub mod consumer;
+pub mod producer;
+
+pub use producer::{Message, Publisher};
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+/// Errors of the Kafka crate.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// rdkafka failed an operation.
+    #[error("kafka {op}: {source}")]
+    Kafka {
+        /// What was being done.
+        op: &'static str,
+        /// rdkafka's error.
+        #[source]
+        source: KafkaError,
+    },
+    /// A topic exists with another partition count than the topology says.
+    #[error("kafka topic {topic}: has {actual} partitions, topology says {wanted}")]
+    PartitionMismatch {
+        /// The topic.
+        topic: String,
+        /// Partitions in the topology.
+        wanted: i32,
+        /// Partitions on the broker.
+        actual: i32,
+    },
+}
+
+impl Error {
+    pub(crate) fn kafka(op: &'static str) -> impl FnOnce(KafkaError) -> Self {
+        move |source| Self::Kafka { op, source }
+    }
+
+    /// Whether trying again can help: a broker that is down or busy can come
+    /// back; a message too large or a bad topic name cannot.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Kafka { source, .. } => match source.rdkafka_error_code() {
+                Some(code) => !matches!(
+                    code,
+                    RDKafkaErrorCode::MessageSizeTooLarge
+                        | RDKafkaErrorCode::InvalidMessageSize
+                        | RDKafkaErrorCode::InvalidTopic
+                        | RDKafkaErrorCode::TopicAuthorizationFailed
+                        | RDKafkaErrorCode::ClusterAuthorizationFailed
+                        | RDKafkaErrorCode::InvalidConfig
+                        | RDKafkaErrorCode::InvalidArgument
+                        | RDKafkaErrorCode::UnknownTopic
+                        | RDKafkaErrorCode::UnknownTopicOrPartition
+                        | RDKafkaErrorCode::InvalidRecord
+                        | RDKafkaErrorCode::Fatal
+                ),
+                None => !matches!(source, KafkaError::ClientCreation(_)),
+            },
+            Self::PartitionMismatch { .. } => false,
+        }
+    }
+}
+
+/// The Kafka crate's result.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The client configuration every role shares: brokers, client id, and the
+/// topology's extra librdkafka properties (which win over ours).
+pub fn base_config(kafka: &skein_config::Kafka) -> rdkafka::ClientConfig {
+    let mut config = rdkafka::ClientConfig::new();
+    config
+        .set("bootstrap.servers", &kafka.brokers)
+        .set("client.id", &kafka.client_id);
+    for (k, v) in &kafka.properties {
+        config.set(k, v);
+    }
+    config
+}
+
+/// Applies the topology's extra properties on top of role defaults.
+pub(crate) fn with_overrides(
+    mut config: rdkafka::ClientConfig,
+    kafka: &skein_config::Kafka,
+) -> rdkafka::ClientConfig {
+    for (k, v) in &kafka.properties {
+        config.set(k, v);
+    }
+    config
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_trouble_is_retryable_and_bad_messages_are_not() {
+        let down = Error::Kafka {
+            op: "send",
+            source: KafkaError::MessageProduction(RDKafkaErrorCode::AllBrokersDown),
+        };
+        assert!(down.is_retryable());
+        let big = Error::Kafka {
+            op: "send",
+            source: KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge),
+        };
+        assert!(!big.is_retryable());
+    }
+}

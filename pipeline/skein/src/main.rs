@@ -1,0 +1,289 @@
+//! `skein`: one binary, one subcommand per role.
+//!
+//! In: `topology.yaml` (or `--config`), environment overrides, and the
+//! subcommand. Out: the role running until SIGINT or SIGTERM, with
+//! `/metrics` and `/health` on `admin.http`; or a one-shot administrative
+//! command (`validate`, `topics apply`, `schema apply`).
+
+mod admin;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use skein_config::Topology;
+use tokio_util::sync::CancellationToken;
+
+/// A distributed tracing backend built as a Kafka pipeline.
+#[derive(Parser)]
+#[command(name = "skein", version)]
+struct Cli {
+    /// The deployment's topology file.
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "SKEIN_CONFIG",
+        default_value = "topology.yaml"
+    )]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Checks the topology and prints every problem with its field path.
+    Validate {
+        /// Also connect to Kafka and ClickHouse and check they answer.
+        #[arg(long)]
+        connect: bool,
+    },
+    /// Kafka topics.
+    Topics {
+        #[command(subcommand)]
+        action: TopicsAction,
+    },
+    /// ClickHouse schema.
+    Schema {
+        #[command(subcommand)]
+        action: SchemaAction,
+    },
+    /// Receives spans (OTLP gRPC and HTTP) and publishes them to Kafka.
+    Collector,
+    /// Consumes spans from Kafka and writes them to ClickHouse.
+    Ingester,
+    /// Serves Jaeger's HTTP API.
+    Query,
+    /// Every role in one process, after creating topics and schema.
+    AllInOne,
+}
+
+#[derive(Subcommand)]
+enum TopicsAction {
+    /// Creates missing topics; reports ones whose partition count differs.
+    Apply,
+}
+
+#[derive(Subcommand)]
+enum SchemaAction {
+    /// Applies the ClickHouse migrations not applied yet.
+    Apply,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SKEIN_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    let topology = match Topology::load(&cli.config) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{}: {e}", cli.config.display());
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    if let Err(problems) = topology.validate() {
+        eprintln!("{}: {} problem(s)", cli.config.display(), problems.len());
+        for p in problems {
+            eprintln!("  {p}");
+        }
+        return Ok(ExitCode::FAILURE);
+    }
+    match cli.command {
+        Command::Validate { connect } => validate(&cli.config, &topology, connect).await,
+        Command::Topics {
+            action: TopicsAction::Apply,
+        } => topics_apply(&topology).await,
+        Command::Schema {
+            action: SchemaAction::Apply,
+        } => {
+            schema_apply(&topology).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Collector => serve(&topology, &[Role::Collector]).await,
+        Command::Ingester => serve(&topology, &[Role::Ingester]).await,
+        Command::Query => serve(&topology, &[Role::Query]).await,
+        Command::AllInOne => {
+            if topics_apply(&topology).await? != ExitCode::SUCCESS {
+                return Ok(ExitCode::FAILURE);
+            }
+            schema_apply(&topology).await?;
+            serve(&topology, &[Role::Collector, Role::Ingester, Role::Query]).await
+        }
+    }
+}
+
+async fn validate(path: &std::path::Path, topology: &Topology, connect: bool) -> Result<ExitCode> {
+    println!("{}: valid", path.display());
+    if !connect {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut failed = false;
+    let publisher =
+        skein_kafka::Publisher::new(&topology.kafka, topology.collector.publish_timeout())?;
+    match publisher.healthcheck(&topology.topics.spans.name).await {
+        Ok(()) => println!("kafka {}: reachable", topology.kafka.brokers),
+        Err(e) => {
+            failed = true;
+            println!("kafka {}: {e}", topology.kafka.brokers);
+        }
+    }
+    let ch = &topology.storage.clickhouse;
+    match skein_store::schema::server_version(&skein_store::client(ch)).await {
+        Ok(v) => {
+            let caps = skein_store::Capabilities::of(v);
+            println!(
+                "clickhouse {}: version {} ({})",
+                ch.url,
+                caps.version.text,
+                if caps.modern {
+                    "modern schema"
+                } else {
+                    "legacy schema"
+                }
+            );
+        }
+        Err(e) => {
+            failed = true;
+            println!("clickhouse {}: {e}", ch.url);
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn topics_apply(topology: &Topology) -> Result<ExitCode> {
+    use skein_kafka::admin::TopicState;
+    let report = skein_kafka::admin::apply_topics(topology)
+        .await
+        .context("applying kafka topics")?;
+    let mut ok = true;
+    for (topic, state) in report {
+        match state {
+            TopicState::Created => println!("topic {topic}: created"),
+            TopicState::Present => println!("topic {topic}: present"),
+            TopicState::Mismatch { wanted, actual } => {
+                ok = false;
+                println!("topic {topic}: has {actual} partitions, topology says {wanted} (not changed: partitions cannot be removed, and adding some moves traces)");
+            }
+        }
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn schema_apply(topology: &Topology) -> Result<()> {
+    let ch = &topology.storage.clickhouse;
+    let applied = skein_store::schema::apply(&skein_store::client(ch), &ch.database)
+        .await
+        .context("applying the clickhouse schema")?;
+    let caps = &applied.capabilities;
+    println!(
+        "clickhouse {} (version {}, {} schema): {}",
+        ch.database,
+        caps.version.text,
+        if caps.modern { "modern" } else { "legacy" },
+        if applied.applied.is_empty() {
+            "up to date".to_owned()
+        } else {
+            format!("applied {}", applied.applied.join(", "))
+        }
+    );
+    Ok(())
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Role {
+    Collector,
+    Ingester,
+    Query,
+}
+
+/// Runs the roles until a signal, with the admin endpoint beside them.
+async fn serve(topology: &Topology, roles: &[Role]) -> Result<ExitCode> {
+    let shutdown = CancellationToken::new();
+    let metrics = admin::install_recorder()?;
+    let mut tasks = tokio::task::JoinSet::new();
+    let admin_listener = tokio::net::TcpListener::bind(&topology.admin.http)
+        .await
+        .with_context(|| format!("binding admin.http {}", topology.admin.http))?;
+    tasks.spawn(admin::serve(admin_listener, metrics, shutdown.clone()));
+    for role in roles {
+        match role {
+            Role::Collector => {
+                skein_collector::metrics::describe();
+                let c = skein_collector::Collector::bind(topology).await?;
+                println!(
+                    "collector: otlp grpc {}, otlp http {}",
+                    c.grpc_addr(),
+                    c.http_addr()
+                );
+                let s = shutdown.clone();
+                tasks.spawn(async move { c.run(s).await.context("collector") });
+            }
+            Role::Ingester => {
+                let i = skein_ingester::Ingester::new(topology).await?;
+                let s = shutdown.clone();
+                tasks.spawn(async move { i.run(s).await.context("ingester") });
+            }
+            Role::Query => {
+                let q = skein_query::Query::bind(topology).await?;
+                println!("query: http://{}", q.addr());
+                let s = shutdown.clone();
+                tasks.spawn(async move { q.run(s).await.context("query") });
+            }
+        }
+    }
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("signal received; stopping");
+        signal.cancel();
+    });
+    let mut result = Ok(ExitCode::SUCCESS);
+    while let Some(done) = tasks.join_next().await {
+        // One role ending, for whatever reason, stops the others.
+        shutdown.cancel();
+        match done {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = format!("{e:#}"), "role failed");
+                result = Err(e);
+            }
+            Err(e) => result = Err(e.into()),
+        }
+    }
+    result
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

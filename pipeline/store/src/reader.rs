@@ -1,0 +1,57 @@
+//! The span reader: traces back out of `spans`.
+//!
+//! In: a trace ID. Out: every stored span of the trace, each as a
+//! `ResourceSpans` holding that one span with its resource and scope.
+//!
+//! Guarantees: spans come back exactly as they were written, duplicates of
+//! a span ID included, ordered by start time.
+
+use clickhouse::Client;
+use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
+use serde::Deserialize;
+
+use crate::{Error, Result};
+
+/// Reads spans from one database.
+#[derive(Clone)]
+pub struct SpanReader {
+    client: Client,
+    database: String,
+}
+
+#[derive(Debug, clickhouse::Row, Deserialize)]
+struct EncodedSpan {
+    #[serde(with = "serde_bytes")]
+    span: Vec<u8>,
+}
+
+impl SpanReader {
+    /// A reader of `database`.
+    pub fn new(client: Client, database: &str) -> Self {
+        Self {
+            client,
+            database: database.to_owned(),
+        }
+    }
+
+    /// Every span of the trace `trace_id` (32 lowercase hex characters);
+    /// empty when the trace is unknown.
+    pub async fn trace(&self, trace_id: &str) -> Result<Vec<ResourceSpans>> {
+        let rows = self
+            .client
+            .query(&format!(
+                "SELECT span FROM {}.spans WHERE trace_id = ? ORDER BY start_unix_nano, span_id",
+                self.database
+            ))
+            .bind(trace_id)
+            .fetch_all::<EncodedSpan>()
+            .await
+            .map_err(|source| Error::ClickHouse {
+                op: "read trace",
+                source,
+            })?;
+        rows.iter()
+            .map(|r| Ok(skein_model::flat::unflatten(&r.span)?))
+            .collect()
+    }
+}

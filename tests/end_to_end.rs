@@ -1,0 +1,208 @@
+//! One trace the whole way: OTLP client → collector → Kafka → ingester →
+//! ClickHouse → query API, against the real broker and ClickHouse.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::Result;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::trace::v1::TracesData;
+use prost::Message;
+use serde_json::Value;
+use skein_model::jaeger;
+use skein_tests::{fixture, fixture_json, topology, Stack};
+
+const WAIT: Duration = Duration::from_secs(90);
+
+/// A span as the query API shows it, with its process resolved, so that two
+/// answers can be compared whatever their span order and process keys.
+fn spans_by_id(trace: &Value) -> BTreeMap<String, Value> {
+    let processes = &trace["processes"];
+    trace["spans"]
+        .as_array()
+        .expect("spans array")
+        .iter()
+        .map(|s| {
+            let mut s = s.clone();
+            let process = processes[s["processID"].as_str().expect("processID")].clone();
+            let obj = s.as_object_mut().expect("span object");
+            obj.remove("processID");
+            obj.insert("process".into(), process);
+            (obj["spanID"].as_str().expect("spanID").to_owned(), s)
+        })
+        .collect()
+}
+
+/// What the API must answer for `data`: Jaeger's rendering of exactly the
+/// spans that were sent.
+fn expected(data: &TracesData) -> BTreeMap<String, Value> {
+    let trace = jaeger::trace_from_otlp(&data.resource_spans);
+    spans_by_id(&serde_json::to_value(trace).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn example_trace_posted_as_otlp_json_reads_back_from_the_query_api() -> Result<()> {
+    let stack = Stack::start(topology("example_json")).await?;
+    let body = fixture_json("example_trace")?;
+    let sent = fixture("example_trace")?;
+
+    let response = reqwest::Client::new()
+        .post(stack.traces_url())
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await?;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.json::<Value>().await?, serde_json::json!({}));
+
+    let answer = stack.wait_for_trace("0000000000000011", 5, WAIT).await?;
+    let trace = &answer["data"][0];
+    assert_eq!(trace["traceID"], "0000000000000011");
+    let got = spans_by_id(trace);
+    let want = expected(&sent);
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>()
+    );
+    for (id, span) in &want {
+        assert_eq!(&got[id], span, "span {id} differs");
+    }
+    // Spot checks against the fixture itself, not only the converter.
+    let s6 = &got["0000000000000006"];
+    assert_eq!(s6["operationName"], "example-operation-3");
+    assert_eq!(s6["process"]["serviceName"], "example-service-1");
+    assert!(s6["tags"]
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!({"key": "span.kind", "type": "string", "value": "server"})));
+    let start_ns: u64 = sent.resource_spans[2].scope_spans[0].spans[1].start_time_unix_nano;
+    assert_eq!(s6["startTime"], start_ns / 1000);
+    assert_eq!(s6["duration"], 100);
+    assert_eq!(s6["logs"].as_array().unwrap().len(), 2);
+    let services: std::collections::BTreeSet<_> = trace["processes"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|p| p["serviceName"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        services.into_iter().collect::<Vec<_>>(),
+        [
+            "example-service-1",
+            "example-service-2",
+            "example-service-3"
+        ]
+    );
+
+    let missing =
+        reqwest::get(stack.query_url("/api/traces/00000000000000000000000000abcdef")).await?;
+    assert_eq!(missing.status(), 404);
+    let bad = reqwest::get(stack.query_url("/api/traces/not-hex")).await?;
+    assert_eq!(bad.status(), 400);
+    stack.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_attributes_survive_protobuf_and_gzip() -> Result<()> {
+    let stack = Stack::start(topology("span_tags_gzip")).await?;
+    let sent = fixture("span_tags_trace")?;
+    let request = ExportTraceServiceRequest {
+        resource_spans: sent.resource_spans.clone(),
+    };
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&request.encode_to_vec())?;
+    let response = reqwest::Client::new()
+        .post(stack.traces_url())
+        .header("content-type", "application/x-protobuf")
+        .header("content-encoding", "gzip")
+        .body(gz.finish()?)
+        .send()
+        .await?;
+    assert_eq!(response.status(), 200);
+    let decoded = ExportTraceServiceResponse::decode(response.bytes().await?)?;
+    assert_eq!(decoded.partial_success, None);
+
+    let answer = stack
+        .wait_for_trace("00000000000000000000000000000001", 1, WAIT)
+        .await?;
+    let got = spans_by_id(&answer["data"][0]);
+    assert_eq!(got, expected(&sent));
+    let tags = got["0000000000000002"]["tags"].as_array().unwrap().clone();
+    for want in [
+        serde_json::json!({"key": "sameplacetag2", "type": "int64", "value": 123}),
+        serde_json::json!({"key": "sameplacetag3", "type": "float64", "value": 72.5}),
+        serde_json::json!({"key": "sameplacetag4", "type": "bool", "value": true}),
+        serde_json::json!({"key": "blob", "type": "binary", "value": "AAAwOQ=="}),
+    ] {
+        assert!(tags.contains(&want), "{want} missing from {tags:?}");
+    }
+    stack.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_export_rejects_a_malformed_span_and_keeps_its_neighbours() -> Result<()> {
+    let stack = Stack::start(topology("grpc_partial")).await?;
+    let mut sent = fixture("example_trace")?;
+    // Give the trace its own ID, and break one span's ID.
+    for rs in &mut sent.resource_spans {
+        for ss in &mut rs.scope_spans {
+            for span in &mut ss.spans {
+                span.trace_id = vec![0xab; 16];
+            }
+        }
+    }
+    sent.resource_spans[0].scope_spans[0].spans[0].span_id = vec![1, 2, 3];
+    let mut client = TraceServiceClient::connect(format!("http://{}", stack.otlp_grpc)).await?;
+    let response = client
+        .export(ExportTraceServiceRequest {
+            resource_spans: sent.resource_spans.clone(),
+        })
+        .await?
+        .into_inner();
+    let partial = response.partial_success.expect("partial success reported");
+    assert_eq!(partial.rejected_spans, 1);
+    assert!(
+        partial.error_message.contains("span id"),
+        "{}",
+        partial.error_message
+    );
+
+    let answer = stack.wait_for_trace(&"ab".repeat(16), 4, WAIT).await?;
+    let got = spans_by_id(&answer["data"][0]);
+    sent.resource_spans.remove(0);
+    assert_eq!(got, expected(&sent));
+    stack.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_clear_errors() -> Result<()> {
+    let stack = Stack::start(topology("bad_requests")).await?;
+    let http = reqwest::Client::new();
+    let garbage = http
+        .post(stack.traces_url())
+        .header("content-type", "application/json")
+        .body("{\"resourceSpans\": 7}")
+        .send()
+        .await?;
+    assert_eq!(garbage.status(), 400);
+    let body: Value = garbage.json().await?;
+    assert_eq!(body["code"], 3);
+    assert!(body["message"].as_str().unwrap().contains("json"), "{body}");
+
+    let wrong_type = http
+        .post(stack.traces_url())
+        .header("content-type", "text/plain")
+        .body("hello")
+        .send()
+        .await?;
+    assert_eq!(wrong_type.status(), 415);
+    stack.stop().await;
+    Ok(())
+}

@@ -1,0 +1,218 @@
+//! Harness for the end-to-end tests: a private slice of the real local
+//! stack per test, and the conformance fixtures.
+//!
+//! In: the broker and ClickHouse that `make up` starts (addresses from
+//! `SKEIN_KAFKA_BROKERS` and `SKEIN_CLICKHOUSE_URL`, defaulting to the local
+//! ones). Out: roles running in-process on free ports, with topics, consumer
+//! groups and a database named after the test, so tests run in parallel.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use opentelemetry_proto::tonic::trace::v1::TracesData;
+use skein_config::Topology;
+use tokio_util::sync::CancellationToken;
+
+/// A topology of the local stack with names private to `test`.
+pub fn topology(test: &str) -> Topology {
+    let unique = format!("{test}_{}", std::process::id());
+    let mut t = Topology::default();
+    if let Ok(brokers) = std::env::var("SKEIN_KAFKA_BROKERS") {
+        t.kafka.brokers = brokers;
+    }
+    if let Ok(url) = std::env::var("SKEIN_CLICKHOUSE_URL") {
+        t.storage.clickhouse.url = url;
+    }
+    let dashed = unique.replace('_', "-");
+    t.topics.spans.name = format!("skein-test-{dashed}-spans");
+    t.topics.spans.partitions = 3;
+    t.topics.dead_letter.name = format!("skein-test-{dashed}-dlq");
+    t.groups.ingester = format!("skein-test-{dashed}-ingester");
+    t.groups.aggregator = format!("skein-test-{dashed}-aggregator");
+    t.storage.clickhouse.database = format!("skein_test_{unique}");
+    t.collector.otlp_grpc = "127.0.0.1:0".into();
+    t.collector.otlp_http = "127.0.0.1:0".into();
+    t.query.http = "127.0.0.1:0".into();
+    t.admin.http = "127.0.0.1:0".into();
+    t.ingester.batch.linger_ms = 200;
+    t
+}
+
+/// Collector, ingester and query running in this process.
+pub struct Stack {
+    /// The topology they run with.
+    pub topology: Topology,
+    /// OTLP/HTTP address.
+    pub otlp_http: SocketAddr,
+    /// OTLP/gRPC address.
+    pub otlp_grpc: SocketAddr,
+    /// Query API address.
+    pub query: SocketAddr,
+    shutdown: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Stack {
+    /// Creates the topics and schema of `topology` and starts the roles.
+    pub async fn start(topology: Topology) -> Result<Self> {
+        topology
+            .validate()
+            .map_err(|e| anyhow::anyhow!("test topology invalid: {e:?}"))?;
+        skein_kafka::admin::apply_topics(&topology)
+            .await
+            .context("creating test topics (is the broker up? run `make up`)")?;
+        let collector = skein_collector::Collector::bind(&topology).await?;
+        let ingester = skein_ingester::Ingester::new(&topology)
+            .await
+            .context("starting the ingester (is ClickHouse up? run `make up`)")?;
+        let query = skein_query::Query::bind(&topology).await?;
+        let shutdown = CancellationToken::new();
+        let (otlp_http, otlp_grpc, query_addr) =
+            (collector.http_addr(), collector.grpc_addr(), query.addr());
+        let tasks = vec![
+            spawn("collector", collector.run(shutdown.clone())),
+            spawn("ingester", ingester.run(shutdown.clone())),
+            spawn("query", query.run(shutdown.clone())),
+        ];
+        Ok(Self {
+            topology,
+            otlp_http,
+            otlp_grpc,
+            query: query_addr,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// The OTLP/HTTP traces URL.
+    pub fn traces_url(&self) -> String {
+        format!("http://{}/v1/traces", self.otlp_http)
+    }
+
+    /// A query API URL.
+    pub fn query_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.query)
+    }
+
+    /// Polls `/api/traces/{id}` until it holds `spans` spans, or fails
+    /// after `timeout` with what it last saw.
+    pub async fn wait_for_trace(
+        &self,
+        trace_id: &str,
+        spans: usize,
+        timeout: Duration,
+    ) -> Result<serde_json::Value> {
+        let started = Instant::now();
+        let url = self.query_url(&format!("/api/traces/{trace_id}"));
+        let mut last = String::new();
+        while started.elapsed() < timeout {
+            let response = reqwest::get(&url).await?;
+            let status = response.status();
+            let body: serde_json::Value = response.json().await?;
+            let found = body["data"][0]["spans"].as_array().map_or(0, Vec::len);
+            if status.is_success() && found == spans {
+                return Ok(body);
+            }
+            last = format!("{status}: {found} spans");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        bail!("trace {trace_id} did not reach {spans} spans in {timeout:?}; last: {last}")
+    }
+
+    /// Stops the roles and waits for them.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+fn spawn<E: std::fmt::Display + Send + 'static>(
+    role: &'static str,
+    fut: impl std::future::Future<Output = std::result::Result<(), E>> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if let Err(e) = fut.await {
+            eprintln!("{role} stopped with an error: {e}");
+        }
+    })
+}
+
+/// The folder of the Jaeger storage conformance fixtures.
+pub fn conformance_dir() -> PathBuf {
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/conformance/jaeger-storage"
+    ))
+}
+
+/// A fixture trace's OTLP JSON, its dates moved to the present as the
+/// conformance suite does: each timestamp keeps its time of day and moves to
+/// yesterday, or to the day before when its date is 2017-01-25.
+pub fn fixture_json(name: &str) -> Result<String> {
+    let path = conformance_dir()
+        .join("traces")
+        .join(format!("{name}.json"));
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut value: serde_json::Value = serde_json::from_str(&text)?;
+    shift_times(&mut value);
+    Ok(value.to_string())
+}
+
+/// The same fixture, parsed.
+pub fn fixture(name: &str) -> Result<TracesData> {
+    Ok(serde_json::from_str(&fixture_json(name)?)?)
+}
+
+const DAY_NS: u64 = 86_400 * 1_000_000_000;
+const FIXTURE_DAY_2017_01_26: u64 = 17_192; // days since the epoch
+
+fn shift(ns: u64) -> u64 {
+    let now_day = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after the epoch")
+        .as_secs()
+        / 86_400;
+    let (day, time_of_day) = (ns / DAY_NS, ns % DAY_NS);
+    let target = if day < FIXTURE_DAY_2017_01_26 {
+        now_day - 2
+    } else {
+        now_day - 1
+    };
+    target * DAY_NS + time_of_day
+}
+
+fn shift_times(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                match (key.as_str(), v.as_str().and_then(|s| s.parse::<u64>().ok())) {
+                    ("startTimeUnixNano" | "endTimeUnixNano" | "timeUnixNano", Some(ns)) => {
+                        *v = serde_json::Value::String(shift(ns).to_string());
+                    }
+                    _ => shift_times(v),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(shift_times),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shift_keeps_the_time_of_day_and_moves_the_date() {
+        let ns = 1_485_449_191_639_875_000; // 2017-01-26T16:46:31.639875Z
+        let moved = shift(ns);
+        assert_eq!(moved % DAY_NS, ns % DAY_NS);
+        let earlier = ns - DAY_NS; // 2017-01-25
+        assert_eq!(shift(earlier), moved - DAY_NS);
+    }
+}
