@@ -50,12 +50,7 @@ async fn example_trace_posted_as_otlp_json_reads_back_from_the_query_api() -> Re
     let body = fixture_json("example_trace")?;
     let sent = fixture("example_trace")?;
 
-    let response = reqwest::Client::new()
-        .post(stack.traces_url())
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await?;
+    let response = stack.post_otlp_json(body).await?;
     assert_eq!(response.status(), 200);
     assert_eq!(response.json::<Value>().await?, serde_json::json!({}));
 
@@ -204,5 +199,151 @@ async fn bad_requests_get_clear_errors() -> Result<()> {
         .await?;
     assert_eq!(wrong_type.status(), 415);
     stack.stop().await;
+    Ok(())
+}
+
+fn header<'a>(m: &'a rdkafka::message::OwnedMessage, key: &str) -> Option<&'a [u8]> {
+    use rdkafka::message::Headers;
+    use rdkafka::Message as _;
+    let headers = m.headers()?;
+    headers.iter().find(|h| h.key == key).and_then(|h| h.value)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_spans_topic_holds_otlp_traces_data_keyed_by_trace_id() -> Result<()> {
+    use rdkafka::Message as _;
+    use skein_model::wire;
+    let stack = Stack::start(topology("wire_format")).await?;
+    let sent = fixture("example_trace")?;
+    let response = stack.post_otlp_json(fixture_json("example_trace")?).await?;
+    assert_eq!(response.status(), 200);
+    let before_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos() as u64;
+
+    let topic = stack.topology.topics.spans.name.clone();
+    let messages = skein_tests::read_topic(&stack.topology, &topic, 1, WAIT).await?;
+    let m = &messages[0];
+    assert_eq!(
+        m.key(),
+        Some(b"00000000000000000000000000000011".as_slice())
+    );
+    assert_eq!(
+        header(m, wire::ENCODING_HEADER),
+        Some(b"otlp_proto/1".as_slice())
+    );
+    let received: u64 =
+        std::str::from_utf8(header(m, wire::RECEIVED_HEADER).expect("received header"))?.parse()?;
+    assert!(
+        received <= before_ns && before_ns - received < 120_000_000_000,
+        "received {received}, now {before_ns}"
+    );
+    // Any OpenTelemetry Kafka receiver reads the value as plain TracesData.
+    let data = TracesData::decode(m.payload().expect("value"))?;
+    let spans: usize = data
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .map(|s| s.spans.len())
+        .sum();
+    assert_eq!(spans, 5);
+    assert_eq!(data, sent, "the message holds the request's spans as sent");
+    stack.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_message_goes_to_the_dead_letter_topic_and_its_neighbours_are_stored(
+) -> Result<()> {
+    use rdkafka::Message as _;
+    use skein_model::wire;
+    let stack = Stack::start(topology("dead_letter")).await?;
+    let t = &stack.topology;
+    let publisher = skein_kafka::Publisher::new(&t.kafka, Duration::from_secs(30))?;
+    let garbage = skein_kafka::Message {
+        key: "ff".repeat(16),
+        value: b"\xff\xfe not protobuf".to_vec(),
+        headers: vec![(
+            wire::ENCODING_HEADER,
+            wire::ENCODING_OTLP_PROTO_V1.as_bytes().to_vec(),
+        )],
+    };
+    for r in publisher
+        .send_all(&t.topics.spans.name, vec![garbage])
+        .await
+    {
+        r?;
+    }
+    let response = stack.post_otlp_json(fixture_json("example_trace")?).await?;
+    assert_eq!(response.status(), 200);
+    stack.wait_for_trace("0000000000000011", 5, WAIT).await?;
+
+    let dead = skein_tests::read_topic(t, &t.topics.dead_letter.name, 1, WAIT).await?;
+    assert_eq!(dead[0].payload(), Some(b"\xff\xfe not protobuf".as_slice()));
+    let error = String::from_utf8_lossy(header(&dead[0], "skein-error").expect("error header"))
+        .into_owned();
+    assert!(error.contains("decode"), "{error}");
+    assert!(header(&dead[0], "skein-source").is_some());
+    stack.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topics_and_schema_apply_are_idempotent_and_report_what_differs() -> Result<()> {
+    use skein_kafka::admin::{apply_topics, TopicState};
+    let mut t = topology("apply");
+    let first = apply_topics(&t).await?;
+    assert_eq!(first.len(), 2);
+    assert!(
+        first.iter().all(|(_, s)| *s == TopicState::Created),
+        "{first:?}"
+    );
+    let again = apply_topics(&t).await?;
+    assert!(
+        again.iter().all(|(_, s)| *s == TopicState::Present),
+        "{again:?}"
+    );
+    t.topics.spans.partitions = 5;
+    let differs = apply_topics(&t).await?;
+    assert!(
+        differs.contains(&(
+            t.topics.spans.name.clone(),
+            TopicState::Mismatch {
+                wanted: 5,
+                actual: 3
+            }
+        )),
+        "{differs:?}"
+    );
+
+    let ch = &t.storage.clickhouse;
+    let client = skein_store::client(ch);
+    let applied = skein_store::schema::apply(&client, &ch.database).await?;
+    assert_eq!(applied.applied, ["001_spans.sql"]);
+    let version = skein_store::schema::server_version(&client).await?;
+    assert_eq!(applied.capabilities.version, version);
+    let second = skein_store::schema::apply(&client, &ch.database).await?;
+    assert!(second.applied.is_empty());
+    #[derive(clickhouse::Row, serde::Deserialize)]
+    struct Recorded {
+        name: String,
+        server_version: String,
+        modern: u8,
+    }
+    let rows: Vec<Recorded> = client
+        .query_raw(&format!(
+            "SELECT name, server_version, modern FROM {}.schema_migrations",
+            ch.database
+        ))
+        .fetch_all()
+        .await?;
+    assert_eq!(rows.len(), 1, "a migration is recorded once");
+    assert_eq!(rows[0].name, "001_spans.sql");
+    assert_eq!(rows[0].server_version, version.text);
+    assert_eq!(rows[0].modern, u8::from(applied.capabilities.modern));
+    client
+        .query_raw(&format!("DROP DATABASE {}", ch.database))
+        .execute()
+        .await?;
     Ok(())
 }

@@ -91,6 +91,16 @@ impl Stack {
         format!("http://{}/v1/traces", self.otlp_http)
     }
 
+    /// Posts an OTLP/JSON body to `/v1/traces`.
+    pub async fn post_otlp_json(&self, body: String) -> Result<reqwest::Response> {
+        Ok(reqwest::Client::new()
+            .post(self.traces_url())
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await?)
+    }
+
     /// A query API URL.
     pub fn query_url(&self, path: &str) -> String {
         format!("http://{}{path}", self.query)
@@ -121,11 +131,16 @@ impl Stack {
         bail!("trace {trace_id} did not reach {spans} spans in {timeout:?}; last: {last}")
     }
 
-    /// Stops the roles and waits for them.
+    /// Stops the roles, waits for them, and drops the test's database.
     pub async fn stop(self) {
         self.shutdown.cancel();
         for t in self.tasks {
             let _ = t.await;
+        }
+        let ch = &self.topology.storage.clickhouse;
+        let drop = format!("DROP DATABASE IF EXISTS {}", ch.database);
+        if let Err(e) = skein_store::client(ch).query_raw(&drop).execute().await {
+            eprintln!("dropping the test database failed: {e}");
         }
     }
 }
@@ -201,6 +216,34 @@ fn shift_times(value: &mut serde_json::Value) {
         serde_json::Value::Array(items) => items.iter_mut().for_each(shift_times),
         _ => {}
     }
+}
+
+/// Reads the first `n` messages of `topic` with a consumer of its own group,
+/// or fails after `timeout` with how many it saw.
+pub async fn read_topic(
+    topology: &Topology,
+    topic: &str,
+    n: usize,
+    timeout: Duration,
+) -> Result<Vec<rdkafka::message::OwnedMessage>> {
+    use rdkafka::consumer::StreamConsumer;
+    let group = format!("{}-reader-{topic}", topology.groups.ingester);
+    let consumer: StreamConsumer =
+        skein_kafka::consumer::subscribe(&topology.kafka, &group, &[topic])?;
+    let started = Instant::now();
+    let mut out = Vec::new();
+    while out.len() < n {
+        let left = timeout.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, consumer.recv()).await {
+            Ok(Ok(m)) => out.push(m.detach()),
+            Ok(Err(e)) => bail!("consuming {topic}: {e}"),
+            Err(_) => bail!(
+                "read {} of {n} messages from {topic} in {timeout:?}",
+                out.len()
+            ),
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

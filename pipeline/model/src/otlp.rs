@@ -213,3 +213,140 @@ fn set_last(last: &mut Vec<Option<(usize, usize)>>, g: usize, r: usize, s: usize
     }
     last[g] = Some((r, s));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+
+    fn span(trace: u8, id: u8) -> Span {
+        Span {
+            trace_id: vec![trace; 16],
+            span_id: vec![id; 8],
+            name: format!("op{id}"),
+            start_time_unix_nano: 10,
+            end_time_unix_nano: 20,
+            ..Default::default()
+        }
+    }
+
+    fn resource(service: &str, spans: Vec<Vec<Span>>) -> ResourceSpans {
+        ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![KeyValue {
+                    key: "service.name".into(),
+                    value: Some(AnyValue {
+                        value: Some(Value::StringValue(service.into())),
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            scope_spans: spans
+                .into_iter()
+                .map(|spans| ScopeSpans {
+                    spans,
+                    ..Default::default()
+                })
+                .collect(),
+            schema_url: String::new(),
+        }
+    }
+
+    #[test]
+    fn content_types_map_to_encodings() {
+        assert_eq!(
+            Encoding::from_content_type("application/json; charset=utf-8"),
+            Some(Encoding::Json)
+        );
+        assert_eq!(
+            Encoding::from_content_type("application/x-protobuf"),
+            Some(Encoding::Protobuf)
+        );
+        assert_eq!(Encoding::from_content_type("text/plain"), None);
+    }
+
+    #[test]
+    fn splits_by_trace_keeping_resources_scopes_and_order() {
+        let request = vec![
+            resource("a", vec![vec![span(1, 1), span(2, 2)], vec![span(1, 3)]]),
+            resource("b", vec![vec![span(2, 4), span(1, 5)]]),
+        ];
+        let split = split_by_trace(request);
+        assert_eq!(split.accepted, 5);
+        assert_eq!(split.rejected_total(), 0);
+        assert_eq!(split.traces.len(), 2);
+        let t1 = &split.traces[0];
+        assert_eq!(t1.trace_id, [1; 16]);
+        assert_eq!(t1.spans, 3);
+        // resource a with two scopes (spans 1 and 3), then resource b (span 5)
+        assert_eq!(t1.data.resource_spans.len(), 2);
+        assert_eq!(t1.data.resource_spans[0].scope_spans.len(), 2);
+        let names: Vec<_> = t1
+            .data
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .flat_map(|s| &s.spans)
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(names, ["op1", "op3", "op5"]);
+        assert_eq!(split.traces[1].spans, 2);
+        assert_eq!(split.traces[1].data.resource_spans.len(), 2);
+    }
+
+    #[test]
+    fn a_malformed_span_is_rejected_alone() {
+        let mut bad_id = span(1, 2);
+        bad_id.span_id = vec![0; 8];
+        let mut bad_trace = span(1, 3);
+        bad_trace.trace_id = vec![1; 15];
+        let mut backwards = span(1, 4);
+        backwards.end_time_unix_nano = 5;
+        let mut bad_parent = span(1, 6);
+        bad_parent.parent_span_id = vec![1; 3];
+        let request = vec![resource(
+            "a",
+            vec![vec![
+                span(1, 1),
+                bad_id,
+                bad_trace,
+                backwards,
+                bad_parent,
+                span(1, 5),
+            ]],
+        )];
+        let split = split_by_trace(request);
+        assert_eq!(split.accepted, 2);
+        assert_eq!(split.rejected_total(), 4);
+        for reason in [
+            RejectReason::InvalidSpanId,
+            RejectReason::InvalidTraceId,
+            RejectReason::EndBeforeStart,
+            RejectReason::InvalidParentSpanId,
+        ] {
+            assert_eq!(split.rejected[&reason], 1, "{reason:?}");
+        }
+        assert!(split
+            .first_rejection
+            .unwrap()
+            .contains("span 1 of scope 0 of resource 0"));
+        assert_eq!(split.traces[0].spans, 2);
+    }
+
+    #[test]
+    fn decodes_otlp_json_with_string_integers_and_hex_ids() {
+        let body = br#"{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"s"}}]},
+            "scopeSpans":[{"scope":{},"spans":[{"traceId":"00000000000000000000000000000011","spanId":"0000000000000004",
+            "name":"n","kind":2,"startTimeUnixNano":"1485449191639875000","endTimeUnixNano":"1485449191639975000",
+            "attributes":[{"key":"i","value":{"intValue":"123"}}]}]}]}]}"#;
+        let request = decode_request(body, Encoding::Json).unwrap();
+        let span = &request.resource_spans[0].scope_spans[0].spans[0];
+        assert_eq!(span.trace_id[15], 0x11);
+        assert_eq!(span.start_time_unix_nano, 1_485_449_191_639_875_000);
+        assert_eq!(span.kind, 2);
+        assert!(decode_request(b"{\"resourceSpans\": 7}", Encoding::Json).is_err());
+        assert!(decode_request(b"\xff\xff", Encoding::Protobuf).is_err());
+    }
+}
