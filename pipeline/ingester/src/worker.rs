@@ -121,6 +121,8 @@ impl Worker {
                 "could not write the last batch at shutdown; it will be consumed again"
             );
         }
+        // An offset-less commit sends the *stored* offsets (librdkafka), not
+        // the consumer's position, so nothing unwritten is committed.
         if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Sync) {
             tracing::debug!(worker = self.index, error = %e, "final commit");
         }
