@@ -347,3 +347,38 @@ async fn topics_and_schema_apply_are_idempotent_and_report_what_differs() -> Res
         .await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_span_with_a_non_hex_id_is_rejected_alone() -> Result<()> {
+    let stack = Stack::start(topology("json_bad_hex")).await?;
+    let mut body: Value = serde_json::from_str(&fixture_json("example_trace")?)?;
+    for rs in body["resourceSpans"].as_array_mut().unwrap() {
+        for span in rs["scopeSpans"][0]["spans"].as_array_mut().unwrap() {
+            span["traceId"] = "cd".repeat(16).into();
+        }
+    }
+    body["resourceSpans"][1]["scopeSpans"][0]["spans"][0]["spanId"] = "zz-not-hex".into();
+    let response = stack.post_otlp_json(body.to_string()).await?;
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await?;
+    assert_eq!(answer["partialSuccess"]["rejectedSpans"], "1");
+    let message = answer["partialSuccess"]["errorMessage"].as_str().unwrap();
+    assert!(
+        message.contains("span 0 of scope 0 of resource 1"),
+        "{message}"
+    );
+
+    let stored = stack.wait_for_trace(&"cd".repeat(16), 4, WAIT).await?;
+    let ids: Vec<_> = spans_by_id(&stored["data"][0]).into_keys().collect();
+    assert_eq!(
+        ids,
+        [
+            "0000000000000003",
+            "0000000000000004",
+            "0000000000000006",
+            "0000000000000007"
+        ]
+    );
+    stack.stop().await;
+    Ok(())
+}

@@ -31,7 +31,11 @@ impl TraceService for Receiver {
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
         let outcome = self
             .publisher
-            .publish("grpc", request.into_inner().resource_spans)
+            .publish(
+                "grpc",
+                request.into_inner().resource_spans,
+                Default::default(),
+            )
             .await;
         metrics::counter!(m::REQUESTS, "transport" => "grpc", "outcome" => outcome.label())
             .increment(1);

@@ -167,7 +167,7 @@ async fn export(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
             )
         }
     };
-    let request = match otlp::decode_request(body, encoding) {
+    let decoded = match otlp::decode_request(body, encoding) {
         Ok(r) => r,
         Err(e) => {
             return error(
@@ -180,7 +180,7 @@ async fn export(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
     };
     let outcome = state
         .publisher
-        .publish("http", request.resource_spans)
+        .publish("http", decoded.request.resource_spans, decoded.malformed)
         .await;
     if outcome.failed > 0 {
         return error(

@@ -45,14 +45,16 @@ impl SpanPublisher {
         })
     }
 
-    /// Publishes the spans of one request received over `transport`.
+    /// Publishes the spans of one request received over `transport`;
+    /// `malformed` spans were dropped while decoding and count as rejected.
     pub async fn publish(
         &self,
         transport: &'static str,
         resource_spans: Vec<ResourceSpans>,
+        malformed: otlp::Malformed,
     ) -> Outcome {
         let started = Instant::now();
-        let split = otlp::split_by_trace(resource_spans);
+        let split = otlp::split_by_trace(resource_spans, malformed);
         let rejected = split.rejected_total();
         metrics::counter!(m::SPANS_RECEIVED, "transport" => transport)
             .increment((split.accepted + rejected) as u64);

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, TracesData};
 use prost::Message;
+use serde::Deserialize;
 
 use crate::Result;
 
@@ -37,12 +38,76 @@ impl Encoding {
     }
 }
 
-/// Decodes an OTLP/HTTP trace export body.
-pub fn decode_request(body: &[u8], encoding: Encoding) -> Result<ExportTraceServiceRequest> {
+/// Spans of a request that did not decode, and so were dropped before
+/// validation (OTLP/JSON only: a protobuf body decodes whole or not at all).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Malformed {
+    /// How many spans were dropped.
+    pub count: usize,
+    /// Why the first one was, for the client.
+    pub first: Option<String>,
+}
+
+/// A decoded export request.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Decoded {
+    /// The request, without the spans that did not decode.
+    pub request: ExportTraceServiceRequest,
+    /// The spans that did not decode.
+    pub malformed: Malformed,
+}
+
+/// Decodes an OTLP/HTTP trace export body. In JSON, a span that does not
+/// decode (a non-hex ID, a bad number) is dropped and counted alone, so its
+/// neighbours survive; a body that is not an export request at all is an
+/// error.
+pub fn decode_request(body: &[u8], encoding: Encoding) -> Result<Decoded> {
     Ok(match encoding {
-        Encoding::Protobuf => ExportTraceServiceRequest::decode(body)?,
-        Encoding::Json => serde_json::from_slice(body)?,
+        Encoding::Protobuf => Decoded {
+            request: ExportTraceServiceRequest::decode(body)?,
+            malformed: Malformed::default(),
+        },
+        Encoding::Json => {
+            let mut value: serde_json::Value = serde_json::from_slice(body)?;
+            let malformed = drop_malformed_spans(&mut value);
+            Decoded {
+                request: serde_json::from_value(value)?,
+                malformed,
+            }
+        }
     })
+}
+
+/// Removes, from an OTLP/JSON request, every span that does not decode.
+fn drop_malformed_spans(request: &mut serde_json::Value) -> Malformed {
+    let mut malformed = Malformed::default();
+    let resources = request
+        .get_mut("resourceSpans")
+        .and_then(|v| v.as_array_mut());
+    for (r, rs) in resources.into_iter().flatten().enumerate() {
+        let scopes = rs.get_mut("scopeSpans").and_then(|v| v.as_array_mut());
+        for (s, ss) in scopes.into_iter().flatten().enumerate() {
+            let Some(spans) = ss.get_mut("spans").and_then(|v| v.as_array_mut()) else {
+                continue;
+            };
+            let mut n = 0;
+            spans.retain(|span| {
+                let kept = match Span::deserialize(span) {
+                    Ok(_) => true,
+                    Err(e) => {
+                        malformed.count += 1;
+                        malformed.first.get_or_insert_with(|| {
+                            format!("span {n} of scope {s} of resource {r} rejected: does not decode: {e}")
+                        });
+                        false
+                    }
+                };
+                n += 1;
+                kept
+            });
+        }
+    }
+    malformed
 }
 
 /// Why a span was rejected; the names are the `reason` label of the
@@ -57,6 +122,8 @@ pub enum RejectReason {
     InvalidParentSpanId,
     /// The span ends before it starts.
     EndBeforeStart,
+    /// The span does not decode (OTLP/JSON).
+    Malformed,
 }
 
 impl RejectReason {
@@ -67,6 +134,7 @@ impl RejectReason {
             Self::InvalidSpanId => "invalid_span_id",
             Self::InvalidParentSpanId => "invalid_parent_span_id",
             Self::EndBeforeStart => "end_before_start",
+            Self::Malformed => "malformed",
         }
     }
 
@@ -76,6 +144,7 @@ impl RejectReason {
             Self::InvalidSpanId => "span id must be 8 bytes and not all zero",
             Self::InvalidParentSpanId => "parent span id must be empty or 8 bytes",
             Self::EndBeforeStart => "end time is before start time",
+            Self::Malformed => "span does not decode",
         }
     }
 }
@@ -128,9 +197,16 @@ impl Split {
     }
 }
 
-/// Validates every span and splits the request into one group per trace.
-pub fn split_by_trace(resource_spans: Vec<ResourceSpans>) -> Split {
+/// Validates every span and splits the request into one group per trace;
+/// `malformed` spans, dropped while decoding, count among the rejected.
+pub fn split_by_trace(resource_spans: Vec<ResourceSpans>, malformed: Malformed) -> Split {
     let mut split = Split::default();
+    if malformed.count > 0 {
+        split
+            .rejected
+            .insert(RejectReason::Malformed, malformed.count);
+        split.first_rejection = malformed.first;
+    }
     let mut index: HashMap<[u8; 16], usize> = HashMap::new();
     // Per group: the (resource, scope) position its last span came from.
     let mut last: Vec<Option<(usize, usize)>> = Vec::new();
@@ -273,7 +349,7 @@ mod tests {
             resource("a", vec![vec![span(1, 1), span(2, 2)], vec![span(1, 3)]]),
             resource("b", vec![vec![span(2, 4), span(1, 5)]]),
         ];
-        let split = split_by_trace(request);
+        let split = split_by_trace(request, Malformed::default());
         assert_eq!(split.accepted, 5);
         assert_eq!(split.rejected_total(), 0);
         assert_eq!(split.traces.len(), 2);
@@ -317,7 +393,7 @@ mod tests {
                 span(1, 5),
             ]],
         )];
-        let split = split_by_trace(request);
+        let split = split_by_trace(request, Malformed::default());
         assert_eq!(split.accepted, 2);
         assert_eq!(split.rejected_total(), 4);
         for reason in [
@@ -341,12 +417,35 @@ mod tests {
             "scopeSpans":[{"scope":{},"spans":[{"traceId":"00000000000000000000000000000011","spanId":"0000000000000004",
             "name":"n","kind":2,"startTimeUnixNano":"1485449191639875000","endTimeUnixNano":"1485449191639975000",
             "attributes":[{"key":"i","value":{"intValue":"123"}}]}]}]}]}"#;
-        let request = decode_request(body, Encoding::Json).unwrap();
+        let request = decode_request(body, Encoding::Json).unwrap().request;
         let span = &request.resource_spans[0].scope_spans[0].spans[0];
         assert_eq!(span.trace_id[15], 0x11);
         assert_eq!(span.start_time_unix_nano, 1_485_449_191_639_875_000);
         assert_eq!(span.kind, 2);
         assert!(decode_request(b"{\"resourceSpans\": 7}", Encoding::Json).is_err());
         assert!(decode_request(b"\xff\xff", Encoding::Protobuf).is_err());
+    }
+
+    #[test]
+    fn a_json_span_that_does_not_decode_is_dropped_alone() {
+        let body = br#"{"resourceSpans":[{"resource":{},"scopeSpans":[{"spans":[
+            {"traceId":"00000000000000000000000000000011","spanId":"0000000000000004","name":"good"},
+            {"traceId":"not hex","spanId":"0000000000000005","name":"bad id"},
+            {"traceId":"00000000000000000000000000000011","spanId":"0000000000000006","name":"bad int",
+             "startTimeUnixNano":"soon"}]}]}]}"#;
+        let decoded = decode_request(body, Encoding::Json).unwrap();
+        assert_eq!(decoded.malformed.count, 2);
+        let first = decoded.malformed.first.clone().unwrap();
+        assert!(
+            first.starts_with("span 1 of scope 0 of resource 0"),
+            "{first}"
+        );
+        let spans = &decoded.request.resource_spans[0].scope_spans[0].spans;
+        assert_eq!(spans.len(), 1);
+        assert_eq!(spans[0].name, "good");
+        let split = split_by_trace(decoded.request.resource_spans, decoded.malformed);
+        assert_eq!(split.accepted, 1);
+        assert_eq!(split.rejected[&RejectReason::Malformed], 2);
+        assert_eq!(split.rejected_total(), 2);
     }
 }
