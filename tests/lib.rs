@@ -34,6 +34,12 @@ pub fn topology(test: &str) -> Topology {
     t.storage.clickhouse.database = format!("skein_test_{unique}");
     t.collector.otlp_grpc = "127.0.0.1:0".into();
     t.collector.otlp_http = "127.0.0.1:0".into();
+    t.collector.jaeger_thrift_http = "127.0.0.1:0".into();
+    t.collector.jaeger_grpc = "127.0.0.1:0".into();
+    t.collector.jaeger_agent_compact = "127.0.0.1:0".into();
+    t.collector.jaeger_agent_binary = "127.0.0.1:0".into();
+    t.collector.zipkin_http = "127.0.0.1:0".into();
+    t.collector.sampling_http = "127.0.0.1:0".into();
     t.query.http = "127.0.0.1:0".into();
     t.admin.http = "127.0.0.1:0".into();
     t.ingester.batch.linger_ms = 200;

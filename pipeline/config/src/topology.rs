@@ -14,7 +14,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 /// One deployment, declared: brokers, topics, consumer groups, listeners,
 /// ingester pool and batch limits, storage.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Topology {
     /// How to reach the Kafka cluster.
@@ -23,7 +23,7 @@ pub struct Topology {
     pub topics: Topics,
     /// The consumer groups that read the spans topic.
     pub groups: Groups,
-    /// The collector role: OTLP receivers that publish spans to Kafka.
+    /// The collector role: receivers that publish spans to Kafka, and sampling.
     pub collector: Collector,
     /// The ingester role: consumes spans and writes them to ClickHouse in batches.
     pub ingester: Ingester,
@@ -203,20 +203,48 @@ impl Default for Groups {
     }
 }
 
-/// The collector role: OTLP receivers that publish spans to Kafka.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+/// The collector role: receivers (OTLP, Jaeger, Zipkin) that publish spans
+/// to Kafka, and Jaeger's remote sampling endpoints. An empty listen address
+/// turns that receiver off.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Collector {
     /// Listen address of the OTLP/gRPC receiver. Default `0.0.0.0:4317`.
     pub otlp_grpc: String,
     /// Listen address of the OTLP/HTTP receiver. Default `0.0.0.0:4318`.
     pub otlp_http: String,
+    /// Listen address of Jaeger's Thrift-over-HTTP receiver
+    /// (`POST /api/traces`) and of `/api/sampling`. Default `0.0.0.0:14268`.
+    pub jaeger_thrift_http: String,
+    /// Listen address of Jaeger's gRPC receiver (`CollectorService/PostSpans`)
+    /// and `SamplingManager`. Default `0.0.0.0:14250`.
+    pub jaeger_grpc: String,
+    /// UDP listen address of the Jaeger agent protocol, Thrift compact
+    /// `emitBatch`. Default `0.0.0.0:6831`.
+    pub jaeger_agent_compact: String,
+    /// UDP listen address of the Jaeger agent protocol, Thrift binary
+    /// `emitBatch`. Default `0.0.0.0:6832`.
+    pub jaeger_agent_binary: String,
+    /// Listen address of the Zipkin receiver (`/api/v2/spans`,
+    /// `/api/v1/spans`). Default `0.0.0.0:9411`.
+    pub zipkin_http: String,
+    /// Listen address of the agent-style sampling endpoint
+    /// (`GET /sampling?service=`). Default `0.0.0.0:5778`.
+    pub sampling_http: String,
     /// Largest accepted request body in bytes, after decompression.
     /// Default 16 MiB.
     pub max_request_bytes: usize,
     /// How long to wait for Kafka's delivery report before failing the
     /// request, in milliseconds. Default 30000.
     pub publish_timeout_ms: u64,
+    /// Bytes of requests held at once, from decoding until Kafka's delivery
+    /// report; past it, requests are refused with a retryable error (HTTP
+    /// 429, gRPC `RESOURCE_EXHAUSTED`). Default 256 MiB.
+    pub max_in_flight_bytes: usize,
+    /// What a single span may carry.
+    pub limits: SpanLimits,
+    /// Jaeger remote sampling.
+    pub sampling: Sampling,
 }
 
 impl Default for Collector {
@@ -224,8 +252,17 @@ impl Default for Collector {
         Collector {
             otlp_grpc: "0.0.0.0:4317".to_owned(),
             otlp_http: "0.0.0.0:4318".to_owned(),
+            jaeger_thrift_http: "0.0.0.0:14268".to_owned(),
+            jaeger_grpc: "0.0.0.0:14250".to_owned(),
+            jaeger_agent_compact: "0.0.0.0:6831".to_owned(),
+            jaeger_agent_binary: "0.0.0.0:6832".to_owned(),
+            zipkin_http: "0.0.0.0:9411".to_owned(),
+            sampling_http: "0.0.0.0:5778".to_owned(),
             max_request_bytes: 16 * 1024 * 1024,
             publish_timeout_ms: 30_000,
+            max_in_flight_bytes: 256 * 1024 * 1024,
+            limits: SpanLimits::default(),
+            sampling: Sampling::default(),
         }
     }
 }
@@ -234,6 +271,74 @@ impl Collector {
     /// [`publish_timeout_ms`](Self::publish_timeout_ms) as a duration.
     pub fn publish_timeout(&self) -> Duration {
         Duration::from_millis(self.publish_timeout_ms)
+    }
+}
+
+/// What a single span may carry; checked by the collector on every protocol.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SpanLimits {
+    /// Attributes kept per span (and per event, per link); the rest are
+    /// dropped and counted in the dropped-attributes count. Default 128.
+    pub max_attributes: usize,
+    /// Events kept per span; the rest are dropped and counted. Default 128.
+    pub max_events: usize,
+    /// Links kept per span; the rest are dropped and counted. Default 128.
+    pub max_links: usize,
+    /// Longest string or bytes attribute value, in bytes; longer values are
+    /// truncated (at a character boundary) and the span gets the attribute
+    /// `skein.truncated = true`. Default 32768.
+    pub max_attribute_value_bytes: usize,
+    /// Spans that started more than this long ago are rejected, in
+    /// milliseconds; 0 accepts any age. Default 7 days.
+    pub max_past_ms: u64,
+    /// Spans that start more than this far in the future are rejected, in
+    /// milliseconds; 0 accepts any. Default 1 hour.
+    pub max_future_ms: u64,
+}
+
+impl Default for SpanLimits {
+    fn default() -> Self {
+        SpanLimits {
+            max_attributes: 128,
+            max_events: 128,
+            max_links: 128,
+            max_attribute_value_bytes: 32 * 1024,
+            max_past_ms: 7 * 24 * 3600 * 1000,
+            max_future_ms: 3600 * 1000,
+        }
+    }
+}
+
+/// Jaeger remote sampling, served from a strategies file.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Sampling {
+    /// Path of a Jaeger `strategies.json` (per-service and per-operation
+    /// probabilistic or rate-limiting strategies, and a default). Empty:
+    /// every service gets `default_probability`. Default empty.
+    pub strategies_file: String,
+    /// How often the file is checked for changes, in milliseconds. Default 5000.
+    pub reload_interval_ms: u64,
+    /// Probability of the default strategy when no file is given, 0 to 1.
+    /// Default 0.001, as Jaeger's.
+    pub default_probability: f64,
+}
+
+impl Default for Sampling {
+    fn default() -> Self {
+        Sampling {
+            strategies_file: String::new(),
+            reload_interval_ms: 5_000,
+            default_probability: 0.001,
+        }
+    }
+}
+
+impl Sampling {
+    /// [`reload_interval_ms`](Self::reload_interval_ms) as a duration.
+    pub fn reload_interval(&self) -> Duration {
+        Duration::from_millis(self.reload_interval_ms)
     }
 }
 

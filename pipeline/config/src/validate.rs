@@ -44,6 +44,19 @@ impl Problems {
         }
     }
 
+    /// Like [`listen`](Self::listen), but an empty address (receiver off) is fine.
+    fn listen_optional(
+        &mut self,
+        path: &'static str,
+        value: &str,
+    ) -> Option<(&'static str, SocketAddr)> {
+        if value.is_empty() {
+            None
+        } else {
+            self.listen(path, value)
+        }
+    }
+
     /// Parses a listen address, recording a problem if it is not `ip:port`.
     fn listen(&mut self, path: &'static str, value: &str) -> Option<(&'static str, SocketAddr)> {
         match value.parse::<SocketAddr>() {
@@ -108,6 +121,60 @@ pub(crate) fn validate(t: &Topology) -> Result<(), Vec<ValidationError>> {
     // collector
     let otlp_grpc = p.listen("collector.otlp_grpc", &t.collector.otlp_grpc);
     let otlp_http = p.listen("collector.otlp_http", &t.collector.otlp_http);
+    let c = &t.collector;
+    let jaeger_thrift_http =
+        p.listen_optional("collector.jaeger_thrift_http", &c.jaeger_thrift_http);
+    let jaeger_grpc = p.listen_optional("collector.jaeger_grpc", &c.jaeger_grpc);
+    let zipkin_http = p.listen_optional("collector.zipkin_http", &c.zipkin_http);
+    let sampling_http = p.listen_optional("collector.sampling_http", &c.sampling_http);
+    // UDP: only UDP listeners can collide with these.
+    let agent_compact =
+        p.listen_optional("collector.jaeger_agent_compact", &c.jaeger_agent_compact);
+    let agent_binary = p.listen_optional("collector.jaeger_agent_binary", &c.jaeger_agent_binary);
+    if let (Some((_, a)), Some((_, b))) = (agent_compact, agent_binary) {
+        if collides(a, b) {
+            p.add(
+                "collector.jaeger_agent_binary",
+                format!(
+                    "port {} is already used by collector.jaeger_agent_compact",
+                    b.port()
+                ),
+            );
+        }
+    }
+    if c.max_in_flight_bytes < c.max_request_bytes {
+        p.add(
+            "collector.max_in_flight_bytes",
+            format!(
+                "must be at least collector.max_request_bytes ({}), got {}",
+                c.max_request_bytes, c.max_in_flight_bytes
+            ),
+        );
+    }
+    p.at_least(
+        "collector.limits.max_attributes",
+        c.limits.max_attributes,
+        1,
+    );
+    p.at_least(
+        "collector.limits.max_attribute_value_bytes",
+        c.limits.max_attribute_value_bytes,
+        16,
+    );
+    if !(0.0..=1.0).contains(&c.sampling.default_probability) {
+        p.add(
+            "collector.sampling.default_probability",
+            format!(
+                "must be between 0 and 1, got {}",
+                c.sampling.default_probability
+            ),
+        );
+    }
+    p.at_least(
+        "collector.sampling.reload_interval_ms",
+        c.sampling.reload_interval_ms,
+        100,
+    );
     p.at_least(
         "collector.max_request_bytes",
         t.collector.max_request_bytes,
@@ -140,10 +207,19 @@ pub(crate) fn validate(t: &Topology) -> Result<(), Vec<ValidationError>> {
     let admin = p.listen("admin.http", &t.admin.http);
 
     // listeners may not collide: every role can run in one process
-    let listeners: Vec<_> = [otlp_grpc, otlp_http, query, admin]
-        .into_iter()
-        .flatten()
-        .collect();
+    let listeners: Vec<_> = [
+        otlp_grpc,
+        otlp_http,
+        jaeger_thrift_http,
+        jaeger_grpc,
+        zipkin_http,
+        sampling_http,
+        query,
+        admin,
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     for (i, (path, addr)) in listeners.iter().enumerate() {
         if let Some((other, _)) = listeners[..i]
             .iter()
