@@ -56,6 +56,8 @@ pub struct Stack {
     pub otlp_grpc: SocketAddr,
     /// Query API address.
     pub query: SocketAddr,
+    /// Every receiver's address (Jaeger, Zipkin, sampling included).
+    pub collector: skein_collector::Addresses,
     shutdown: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -75,8 +77,9 @@ impl Stack {
             .context("starting the ingester (is ClickHouse up? run `make up`)")?;
         let query = skein_query::Query::bind(&topology).await?;
         let shutdown = CancellationToken::new();
+        let addresses = collector.addresses();
         let (otlp_http, otlp_grpc, query_addr) =
-            (collector.http_addr(), collector.grpc_addr(), query.addr());
+            (addresses.otlp_http, addresses.otlp_grpc, query.addr());
         let tasks = vec![
             spawn("collector", collector.run(shutdown.clone())),
             spawn("ingester", ingester.run(shutdown.clone())),
@@ -87,6 +90,7 @@ impl Stack {
             otlp_http,
             otlp_grpc,
             query: query_addr,
+            collector: addresses,
             shutdown,
             tasks,
         })
@@ -250,6 +254,80 @@ pub async fn read_topic(
         }
     }
     Ok(out)
+}
+
+/// A tansu broker of the test's own, on its own port and sqlite file, that
+/// a test may stop and start again without disturbing the shared one.
+pub struct PrivateBroker {
+    /// `127.0.0.1:port`.
+    pub addr: String,
+    dir: PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateBroker {
+    /// Starts a broker on a free port with storage in a fresh folder under
+    /// `data/test-brokers/`.
+    pub async fn start(name: &str) -> Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../data/test-brokers"))
+            .join(format!("{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let mut broker = Self {
+            addr: format!("127.0.0.1:{port}"),
+            dir,
+            child: None,
+        };
+        broker.resume().await?;
+        Ok(broker)
+    }
+
+    /// Starts the broker again on the same port and storage.
+    pub async fn resume(&mut self) -> Result<()> {
+        let url = format!("tcp://{}", self.addr);
+        let log = std::fs::File::create(self.dir.join("tansu.log"))?;
+        let child = std::process::Command::new("tansu")
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .current_dir(&self.dir)
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting tansu (is it installed? run `make up`)")?;
+        self.child = Some(child);
+        let started = Instant::now();
+        while tokio::net::TcpStream::connect(&self.addr).await.is_err() {
+            if started.elapsed() > Duration::from_secs(30) {
+                bail!("private tansu on {} did not listen in 30 s", self.addr);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(())
+    }
+
+    /// Kills the broker (as a crash would).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 #[cfg(test)]

@@ -10,17 +10,15 @@ use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
-use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
-use tokio_util::sync::CancellationToken;
+use prost::Message;
 use tonic::codec::CompressionEncoding;
 use tonic::{Request, Response, Status};
 
+use crate::ingest::Ingest;
 use crate::metrics as m;
-use crate::{Error, Result, SpanPublisher};
 
 struct Receiver {
-    publisher: SpanPublisher,
+    ingest: Ingest,
 }
 
 #[tonic::async_trait]
@@ -29,13 +27,16 @@ impl TraceService for Receiver {
         &self,
         request: Request<ExportTraceServiceRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+        let request = request.into_inner();
+        let Ok(_admitted) = self.ingest.admit("grpc", request.encoded_len()) else {
+            metrics::counter!(m::REQUESTS, "transport" => "grpc", "outcome" => "busy").increment(1);
+            return Err(Status::resource_exhausted(
+                "collector is at its in-flight limit; retry later",
+            ));
+        };
         let outcome = self
-            .publisher
-            .publish(
-                "grpc",
-                request.into_inner().resource_spans,
-                Default::default(),
-            )
+            .ingest
+            .publish("grpc", request.resource_spans, Default::default())
             .await;
         metrics::counter!(m::REQUESTS, "transport" => "grpc", "outcome" => outcome.label())
             .increment(1);
@@ -55,22 +56,11 @@ impl TraceService for Receiver {
     }
 }
 
-pub(crate) async fn serve(
-    listener: TcpListener,
-    publisher: SpanPublisher,
-    max_request_bytes: usize,
-    shutdown: CancellationToken,
-) -> Result<()> {
-    let service = TraceServiceServer::new(Receiver { publisher })
+/// The OTLP trace service.
+pub(crate) fn service(ingest: Ingest) -> TraceServiceServer<impl TraceService> {
+    let max = ingest.max_request_bytes;
+    TraceServiceServer::new(Receiver { ingest })
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip)
-        .max_decoding_message_size(max_request_bytes);
-    tonic::transport::Server::builder()
-        .add_service(service)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
-        .await
-        .map_err(|e| Error::Serve {
-            transport: "grpc",
-            message: e.to_string(),
-        })
+        .max_decoding_message_size(max)
 }

@@ -7,8 +7,8 @@
 //! an unknown content type or encoding, 503 when Kafka did not acknowledge.
 //! Error bodies are a `google.rpc.Status`, as OTLP/HTTP specifies.
 
-use std::io::Read;
-
+use crate::ingest::{decode_body, Ingest};
+use crate::metrics as m;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -20,38 +20,13 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use prost::Message;
 use skein_model::otlp::{self, Encoding};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
-use crate::metrics as m;
-use crate::{Error, Result, SpanPublisher};
-
-#[derive(Clone)]
-struct AppState {
-    publisher: SpanPublisher,
-    max_request_bytes: usize,
-}
-
-pub(crate) async fn serve(
-    listener: TcpListener,
-    publisher: SpanPublisher,
-    max_request_bytes: usize,
-    shutdown: CancellationToken,
-) -> Result<()> {
-    let app = Router::new()
+/// The OTLP/HTTP routes.
+pub(crate) fn router(ingest: Ingest) -> Router {
+    Router::new()
         .route("/v1/traces", post(export))
-        .layer(DefaultBodyLimit::max(max_request_bytes))
-        .with_state(AppState {
-            publisher,
-            max_request_bytes,
-        });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-        .map_err(|e| Error::Serve {
-            transport: "http",
-            message: e.to_string(),
-        })
+        .layer(DefaultBodyLimit::max(ingest.max_request_bytes))
+        .with_state(ingest)
 }
 
 /// `google.rpc.Status`, the error body of OTLP/HTTP (details left out).
@@ -65,11 +40,13 @@ struct RpcStatus {
 
 /// gRPC status codes used in error bodies.
 const INVALID_ARGUMENT: i32 = 3;
+const RESOURCE_EXHAUSTED: i32 = 8;
 const UNAVAILABLE: i32 = 14;
 
 fn error(status: StatusCode, code: i32, encoding: Encoding, message: String) -> Response {
     let outcome = match status {
         StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+        StatusCode::TOO_MANY_REQUESTS => "busy",
         _ => "invalid",
     };
     metrics::counter!(m::REQUESTS, "transport" => "http", "outcome" => outcome).increment(1);
@@ -82,7 +59,10 @@ fn error(status: StatusCode, code: i32, encoding: Encoding, message: String) -> 
         || serde_json::json!({ "code": code, "message": message }),
     );
     *response.status_mut() = status;
-    if status == StatusCode::SERVICE_UNAVAILABLE {
+    if matches!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
+    ) {
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
@@ -109,20 +89,7 @@ fn encode<M: Message>(
     }
 }
 
-/// Inflates a gzip body, refusing to grow past `limit` bytes.
-fn gunzip(body: &[u8], limit: usize) -> std::result::Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    flate2::read::GzDecoder::new(body)
-        .take(limit as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| format!("gzip body does not inflate: {e}"))?;
-    if out.len() > limit {
-        return Err(format!("inflated body is over {limit} bytes"));
-    }
-    Ok(out)
-}
-
-async fn export(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn export(State(ingest): State<Ingest>, headers: HeaderMap, body: Bytes) -> Response {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -137,37 +104,27 @@ async fn export(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
     };
     let content_encoding = headers
         .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("identity")
-        .trim()
-        .to_ascii_lowercase();
-    let inflated;
-    let body: &[u8] = match content_encoding.as_str() {
-        "" | "identity" => &body,
-        "gzip" => match gunzip(&body, state.max_request_bytes) {
-            Ok(b) => {
-                inflated = b;
-                &inflated
-            }
-            Err(message) => {
-                let status = if message.contains("over") {
-                    StatusCode::PAYLOAD_TOO_LARGE
-                } else {
-                    StatusCode::BAD_REQUEST
-                };
-                return error(status, INVALID_ARGUMENT, encoding, message);
-            }
-        },
-        other => {
+        .and_then(|v| v.to_str().ok());
+    let body = match decode_body(content_encoding, body, ingest.max_request_bytes) {
+        Ok(b) => b,
+        Err(e) => {
             return error(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                e.status(),
                 INVALID_ARGUMENT,
                 encoding,
-                format!("unsupported content encoding {other:?}: use gzip or none"),
+                e.message().to_owned(),
             )
         }
     };
-    let decoded = match otlp::decode_request(body, encoding) {
+    let Ok(_admitted) = ingest.admit("http", body.len()) else {
+        return error(
+            StatusCode::TOO_MANY_REQUESTS,
+            RESOURCE_EXHAUSTED,
+            encoding,
+            "collector is at its in-flight limit; retry later".to_owned(),
+        );
+    };
+    let decoded = match otlp::decode_request(&body, encoding) {
         Ok(r) => r,
         Err(e) => {
             return error(
@@ -178,8 +135,7 @@ async fn export(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
             )
         }
     };
-    let outcome = state
-        .publisher
+    let outcome = ingest
         .publish("http", decoded.request.resource_spans, decoded.malformed)
         .await;
     if outcome.failed > 0 {
@@ -212,20 +168,4 @@ async fn export(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
             }
         }),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::Write;
-
-    #[test]
-    fn gunzip_inflates_and_enforces_the_limit() {
-        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        enc.write_all(&[b'a'; 5000]).unwrap();
-        let gz = enc.finish().unwrap();
-        assert_eq!(gunzip(&gz, 5000).unwrap().len(), 5000);
-        assert!(gunzip(&gz, 4999).unwrap_err().contains("over 4999"));
-        assert!(gunzip(b"not gzip", 100).is_err());
-    }
 }

@@ -11,15 +11,26 @@
 
 mod grpc;
 mod http;
+mod ingest;
+mod jaeger_agent;
+mod jaeger_http;
 pub mod metrics;
 mod publish;
+pub mod sampling;
+mod zipkin;
 
 use std::net::SocketAddr;
 
-use tokio::net::TcpListener;
+use axum::Router;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::task::JoinSet;
+use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
+use ingest::Ingest;
+use jaeger_agent::AgentProtocol;
 pub use publish::{Outcome, SpanPublisher};
+pub use sampling::Strategies;
 
 /// Errors of the collector.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +55,9 @@ pub enum Error {
     /// Kafka could not be set up.
     #[error(transparent)]
     Kafka(#[from] skein_kafka::Error),
+    /// The sampling strategies file is unreadable or invalid.
+    #[error("{0}")]
+    Strategies(String),
 }
 
 impl Error {
@@ -53,6 +67,7 @@ impl Error {
             Self::Bind { .. } => true,
             Self::Serve { .. } => true,
             Self::Kafka(e) => e.is_retryable(),
+            Self::Strategies(_) => false,
         }
     }
 }
@@ -62,10 +77,35 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// A collector with its listeners bound.
 pub struct Collector {
+    ingest: Ingest,
+    strategies: Strategies,
     publisher: SpanPublisher,
-    max_request_bytes: usize,
-    http: TcpListener,
-    grpc: TcpListener,
+    otlp_http: TcpListener,
+    otlp_grpc: TcpListener,
+    jaeger_thrift_http: Option<TcpListener>,
+    agent_compact: Option<UdpSocket>,
+    agent_binary: Option<UdpSocket>,
+    zipkin_http: Option<TcpListener>,
+    sampling_http: Option<TcpListener>,
+}
+
+/// Where a collector listens; `None` for a receiver turned off.
+#[derive(Debug, Clone, Copy)]
+pub struct Addresses {
+    /// OTLP/HTTP.
+    pub otlp_http: SocketAddr,
+    /// OTLP/gRPC.
+    pub otlp_grpc: SocketAddr,
+    /// Jaeger Thrift over HTTP, and `/api/sampling`.
+    pub jaeger_thrift_http: Option<SocketAddr>,
+    /// Jaeger agent, Thrift compact (UDP).
+    pub agent_compact: Option<SocketAddr>,
+    /// Jaeger agent, Thrift binary (UDP).
+    pub agent_binary: Option<SocketAddr>,
+    /// Zipkin.
+    pub zipkin_http: Option<SocketAddr>,
+    /// Agent-style sampling (`/sampling`).
+    pub sampling_http: Option<SocketAddr>,
 }
 
 async fn bind(addr: &str) -> Result<TcpListener> {
@@ -75,50 +115,172 @@ async fn bind(addr: &str) -> Result<TcpListener> {
     })
 }
 
-impl Collector {
-    /// Creates the producer and binds the OTLP HTTP and gRPC listeners.
-    pub async fn bind(topology: &skein_config::Topology) -> Result<Self> {
-        let publisher = SpanPublisher::new(topology)?;
-        Ok(Self {
-            publisher,
-            max_request_bytes: topology.collector.max_request_bytes,
-            http: bind(&topology.collector.otlp_http).await?,
-            grpc: bind(&topology.collector.otlp_grpc).await?,
+async fn bind_optional(addr: &str) -> Result<Option<TcpListener>> {
+    if addr.is_empty() {
+        return Ok(None);
+    }
+    bind(addr).await.map(Some)
+}
+
+async fn bind_udp(addr: &str) -> Result<Option<UdpSocket>> {
+    if addr.is_empty() {
+        return Ok(None);
+    }
+    UdpSocket::bind(addr)
+        .await
+        .map(Some)
+        .map_err(|source| Error::Bind {
+            addr: addr.to_owned(),
+            source,
         })
+}
+
+fn local<T>(l: &Option<T>, addr: impl Fn(&T) -> std::io::Result<SocketAddr>) -> Option<SocketAddr> {
+    l.as_ref().and_then(|l| addr(l).ok())
+}
+
+impl Collector {
+    /// Creates the producer, loads the sampling strategies and binds every
+    /// receiver that has an address.
+    pub async fn bind(topology: &skein_config::Topology) -> Result<Self> {
+        let c = &topology.collector;
+        let publisher = SpanPublisher::new(topology)?;
+        let ingest = Ingest::new(
+            publisher.clone(),
+            c.max_request_bytes,
+            c.max_in_flight_bytes,
+        );
+        Ok(Self {
+            ingest,
+            strategies: Strategies::load(&c.sampling)?,
+            publisher,
+            otlp_http: bind(&c.otlp_http).await?,
+            otlp_grpc: bind(&c.otlp_grpc).await?,
+            jaeger_thrift_http: bind_optional(&c.jaeger_thrift_http).await?,
+            agent_compact: bind_udp(&c.jaeger_agent_compact).await?,
+            agent_binary: bind_udp(&c.jaeger_agent_binary).await?,
+            zipkin_http: bind_optional(&c.zipkin_http).await?,
+            sampling_http: bind_optional(&c.sampling_http).await?,
+        })
+    }
+
+    /// Where it listens.
+    pub fn addresses(&self) -> Addresses {
+        Addresses {
+            otlp_http: self
+                .otlp_http
+                .local_addr()
+                .expect("bound listener has an address"),
+            otlp_grpc: self
+                .otlp_grpc
+                .local_addr()
+                .expect("bound listener has an address"),
+            jaeger_thrift_http: local(&self.jaeger_thrift_http, TcpListener::local_addr),
+            agent_compact: local(&self.agent_compact, UdpSocket::local_addr),
+            agent_binary: local(&self.agent_binary, UdpSocket::local_addr),
+            zipkin_http: local(&self.zipkin_http, TcpListener::local_addr),
+            sampling_http: local(&self.sampling_http, TcpListener::local_addr),
+        }
     }
 
     /// The bound OTLP/HTTP address.
     pub fn http_addr(&self) -> SocketAddr {
-        self.http
-            .local_addr()
-            .expect("bound listener has an address")
+        self.addresses().otlp_http
     }
 
     /// The bound OTLP/gRPC address.
     pub fn grpc_addr(&self) -> SocketAddr {
-        self.grpc
-            .local_addr()
-            .expect("bound listener has an address")
+        self.addresses().otlp_grpc
     }
 
     /// Serves until `shutdown` is cancelled, then finishes the requests in
     /// flight and flushes the producer.
     pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
-        tracing::info!(http = %self.http_addr(), grpc = %self.grpc_addr(), "collector listening");
-        let http = http::serve(
-            self.http,
-            self.publisher.clone(),
-            self.max_request_bytes,
-            shutdown.clone(),
+        tracing::info!(addresses = ?self.addresses(), "collector listening");
+        let mut tasks: JoinSet<Result<()>> = JoinSet::new();
+        let http = |tasks: &mut JoinSet<Result<()>>, listener: TcpListener, app: Router| {
+            tasks.spawn(serve_http(listener, app, shutdown.clone()));
+        };
+        http(
+            &mut tasks,
+            self.otlp_http,
+            http::router(self.ingest.clone()),
         );
-        let grpc = grpc::serve(
-            self.grpc,
-            self.publisher.clone(),
-            self.max_request_bytes,
+        if let Some(l) = self.jaeger_thrift_http {
+            let app = jaeger_http::router(self.ingest.clone())
+                .merge(sampling::router(self.strategies.clone()));
+            http(&mut tasks, l, app);
+        }
+        if let Some(l) = self.zipkin_http {
+            http(&mut tasks, l, zipkin::router(self.ingest.clone()));
+        }
+        if let Some(l) = self.sampling_http {
+            http(&mut tasks, l, sampling::router(self.strategies.clone()));
+        }
+        tasks.spawn(serve_grpc(
+            "grpc",
+            self.otlp_grpc,
+            tonic::service::Routes::new(grpc::service(self.ingest.clone())),
             shutdown.clone(),
-        );
-        let (h, g) = tokio::join!(http, grpc);
+        ));
+        for (socket, protocol) in [
+            (self.agent_compact, AgentProtocol::Compact),
+            (self.agent_binary, AgentProtocol::Binary),
+        ] {
+            if let Some(socket) = socket {
+                tasks.spawn(jaeger_agent::serve(
+                    socket,
+                    protocol,
+                    self.ingest.clone(),
+                    shutdown.clone(),
+                ));
+            }
+        }
+        let watch = tokio::spawn(self.strategies.clone().watch(shutdown.clone()));
+        let mut result = Ok(());
+        while let Some(done) = tasks.join_next().await {
+            let r = done.unwrap_or_else(|e| {
+                Err(Error::Serve {
+                    transport: "task",
+                    message: e.to_string(),
+                })
+            });
+            if r.is_err() {
+                shutdown.cancel();
+                if result.is_ok() {
+                    result = r;
+                }
+            }
+        }
+        shutdown.cancel();
+        let _ = watch.await;
         self.publisher.flush();
-        h.and(g)
+        result
     }
+}
+
+async fn serve_http(listener: TcpListener, app: Router, shutdown: CancellationToken) -> Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+        .map_err(|e| Error::Serve {
+            transport: "http",
+            message: e.to_string(),
+        })
+}
+
+async fn serve_grpc(
+    transport: &'static str,
+    listener: TcpListener,
+    routes: tonic::service::Routes,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    tonic::transport::Server::builder()
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
+        .await
+        .map_err(|e| Error::Serve {
+            transport,
+            message: e.to_string(),
+        })
 }

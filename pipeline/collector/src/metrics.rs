@@ -1,5 +1,6 @@
-//! The collector's metric names; labels are `transport` (`http`, `grpc`),
-//! `reason` (a rejection reason) and `outcome`.
+//! The collector's metric names; labels are `transport` (`http`, `grpc`,
+//! `jaeger_thrift`, `jaeger_grpc`, `jaeger_agent_compact`, `jaeger_agent_binary`,
+//! `zipkin`), `reason` (a rejection reason) and `outcome`.
 
 /// Spans received, before validation.
 pub const SPANS_RECEIVED: &str = "skein_collector_spans_received_total";
@@ -14,9 +15,36 @@ pub const REQUESTS: &str = "skein_collector_requests_total";
 /// Time from a request's arrival to Kafka's last acknowledgement.
 pub const PUBLISH_SECONDS: &str = "skein_collector_publish_duration_seconds";
 
+/// Attributes, events and links dropped by the span limits.
+pub const ITEMS_DROPPED: &str = "skein_collector_span_items_dropped_total";
+/// Spans with a value truncated by the span limits.
+pub const SPANS_TRUNCATED: &str = "skein_collector_spans_truncated_total";
+/// Request bytes received (after decompression), by `transport`.
+pub const RECEIVED_BYTES: &str = "skein_collector_received_bytes_total";
+/// Request bytes held until Kafka acknowledges them.
+pub const IN_FLIGHT_BYTES: &str = "skein_collector_in_flight_bytes";
+/// Requests refused before decoding, by `transport` and `reason` (`busy`, `too_large`).
+pub const REFUSED: &str = "skein_collector_refused_total";
+
 /// Describes every metric to the recorder.
 pub fn describe() {
-    use metrics::{describe_counter, describe_histogram, Unit};
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    crate::sampling::describe();
+    describe_counter!(
+        RECEIVED_BYTES,
+        Unit::Bytes,
+        "request bytes received, after decompression"
+    );
+    describe_gauge!(
+        IN_FLIGHT_BYTES,
+        Unit::Bytes,
+        "request bytes held until kafka acknowledges them"
+    );
+    describe_counter!(
+        REFUSED,
+        Unit::Count,
+        "requests refused before decoding, by reason"
+    );
     describe_counter!(
         SPANS_RECEIVED,
         Unit::Count,

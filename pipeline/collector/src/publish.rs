@@ -34,6 +34,26 @@ pub struct Outcome {
 pub struct SpanPublisher {
     publisher: Publisher,
     topic: String,
+    limits: otlp::Limits,
+}
+
+/// The model's limits from the topology's.
+fn limits(l: &skein_config::SpanLimits) -> otlp::Limits {
+    otlp::Limits {
+        max_attributes: l.max_attributes,
+        max_events: l.max_events,
+        max_links: l.max_links,
+        max_value_bytes: l.max_attribute_value_bytes,
+        max_past_nano: l.max_past_ms.saturating_mul(1_000_000),
+        max_future_nano: l.max_future_ms.saturating_mul(1_000_000),
+    }
+}
+
+fn now_unix_nano() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or_default()
 }
 
 impl SpanPublisher {
@@ -42,6 +62,7 @@ impl SpanPublisher {
         Ok(Self {
             publisher: Publisher::new(&topology.kafka, topology.collector.publish_timeout())?,
             topic: topology.topics.spans.name.clone(),
+            limits: limits(&topology.collector.limits),
         })
     }
 
@@ -54,7 +75,8 @@ impl SpanPublisher {
         malformed: otlp::Malformed,
     ) -> Outcome {
         let started = Instant::now();
-        let split = otlp::split_by_trace(resource_spans, malformed);
+        let now = now_unix_nano();
+        let split = otlp::split_by_trace(resource_spans, malformed, &self.limits, now);
         let rejected = split.rejected_total();
         metrics::counter!(m::SPANS_RECEIVED, "transport" => transport)
             .increment((split.accepted + rejected) as u64);
@@ -62,12 +84,15 @@ impl SpanPublisher {
             metrics::counter!(m::SPANS_REJECTED, "transport" => transport, "reason" => reason.as_str())
                 .increment(*n as u64);
         }
-        let received = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or_default()
-            .to_string()
-            .into_bytes();
+        if split.dropped > 0 {
+            metrics::counter!(m::ITEMS_DROPPED, "transport" => transport)
+                .increment(split.dropped as u64);
+        }
+        if split.truncated > 0 {
+            metrics::counter!(m::SPANS_TRUNCATED, "transport" => transport)
+                .increment(split.truncated as u64);
+        }
+        let received = now.to_string().into_bytes();
         let sizes: Vec<usize> = split.traces.iter().map(|t| t.spans).collect();
         let messages = split
             .traces

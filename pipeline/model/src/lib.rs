@@ -12,8 +12,12 @@
 
 pub mod flat;
 pub mod jaeger;
+pub mod jaeger_in;
+pub mod jaeger_proto;
+pub mod jaeger_thrift;
 pub mod otlp;
 pub mod wire;
+pub mod zipkin;
 
 pub use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,

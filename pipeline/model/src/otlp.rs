@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, TracesData};
 use prost::Message;
 use serde::Deserialize;
@@ -124,6 +125,10 @@ pub enum RejectReason {
     EndBeforeStart,
     /// The span does not decode (OTLP/JSON).
     Malformed,
+    /// The span started longer ago than the limits allow.
+    TooOld,
+    /// The span starts further in the future than the limits allow.
+    TooNew,
 }
 
 impl RejectReason {
@@ -135,6 +140,8 @@ impl RejectReason {
             Self::InvalidParentSpanId => "invalid_parent_span_id",
             Self::EndBeforeStart => "end_before_start",
             Self::Malformed => "malformed",
+            Self::TooOld => "too_old",
+            Self::TooNew => "too_new",
         }
     }
 
@@ -145,6 +152,8 @@ impl RejectReason {
             Self::InvalidParentSpanId => "parent span id must be empty or 8 bytes",
             Self::EndBeforeStart => "end time is before start time",
             Self::Malformed => "span does not decode",
+            Self::TooOld => "start time is older than the collector accepts",
+            Self::TooNew => "start time is further in the future than the collector accepts",
         }
     }
 }
@@ -164,6 +173,136 @@ pub fn validate_span(span: &Span) -> Result<(), RejectReason> {
         return Err(RejectReason::EndBeforeStart);
     }
     Ok(())
+}
+
+/// What one span may carry, and when it may start (`collector.limits`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Attributes kept per span, event and link.
+    pub max_attributes: usize,
+    /// Events kept per span.
+    pub max_events: usize,
+    /// Links kept per span.
+    pub max_links: usize,
+    /// Longest string or bytes value, in bytes.
+    pub max_value_bytes: usize,
+    /// How long ago a span may have started, in ns; 0 for any.
+    pub max_past_nano: u64,
+    /// How far ahead a span may start, in ns; 0 for any.
+    pub max_future_nano: u64,
+}
+
+impl Default for Limits {
+    /// No limits.
+    fn default() -> Self {
+        Self {
+            max_attributes: usize::MAX,
+            max_events: usize::MAX,
+            max_links: usize::MAX,
+            max_value_bytes: usize::MAX,
+            max_past_nano: 0,
+            max_future_nano: 0,
+        }
+    }
+}
+
+/// The attribute that marks a span whose values were truncated.
+pub const TRUNCATED_ATTRIBUTE: &str = "skein.truncated";
+
+impl Limits {
+    /// Checks the span's start against the window around `now_unix_nano`.
+    fn check_time(&self, span: &Span, now_unix_nano: u64) -> Result<(), RejectReason> {
+        let start = span.start_time_unix_nano;
+        if self.max_past_nano > 0 && start < now_unix_nano.saturating_sub(self.max_past_nano) {
+            return Err(RejectReason::TooOld);
+        }
+        if self.max_future_nano > 0 && start > now_unix_nano.saturating_add(self.max_future_nano) {
+            return Err(RejectReason::TooNew);
+        }
+        Ok(())
+    }
+
+    /// Trims the span to the limits; returns (items dropped, whether a value
+    /// was truncated).
+    fn trim(&self, span: &mut Span) -> (usize, bool) {
+        let mut dropped = 0;
+        let mut truncated = false;
+        let mut attrs = |list: &mut Vec<KeyValue>, count: &mut u32| {
+            if list.len() > self.max_attributes {
+                let n = list.len() - self.max_attributes;
+                list.truncate(self.max_attributes);
+                *count = count.saturating_add(n as u32);
+                dropped += n;
+            }
+            for kv in list.iter_mut() {
+                if let Some(v) = kv.value.as_mut() {
+                    truncated |= truncate_value(v, self.max_value_bytes);
+                }
+            }
+        };
+        attrs(&mut span.attributes, &mut span.dropped_attributes_count);
+        for e in &mut span.events {
+            attrs(&mut e.attributes, &mut e.dropped_attributes_count);
+        }
+        for l in &mut span.links {
+            attrs(&mut l.attributes, &mut l.dropped_attributes_count);
+        }
+        if span.events.len() > self.max_events {
+            let n = span.events.len() - self.max_events;
+            span.events.truncate(self.max_events);
+            span.dropped_events_count = span.dropped_events_count.saturating_add(n as u32);
+            dropped += n;
+        }
+        if span.links.len() > self.max_links {
+            let n = span.links.len() - self.max_links;
+            span.links.truncate(self.max_links);
+            span.dropped_links_count = span.dropped_links_count.saturating_add(n as u32);
+            dropped += n;
+        }
+        if truncated
+            && !span
+                .attributes
+                .iter()
+                .any(|kv| kv.key == TRUNCATED_ATTRIBUTE)
+        {
+            span.attributes.push(KeyValue {
+                key: TRUNCATED_ATTRIBUTE.into(),
+                value: Some(AnyValue {
+                    value: Some(any_value::Value::BoolValue(true)),
+                }),
+                ..Default::default()
+            });
+        }
+        (dropped, truncated)
+    }
+}
+
+/// Cuts string and bytes values (also inside arrays and maps) to `max`
+/// bytes, strings at a character boundary; says whether it cut any.
+fn truncate_value(value: &mut AnyValue, max: usize) -> bool {
+    use any_value::Value as V;
+    match value.value.as_mut() {
+        Some(V::StringValue(s)) if s.len() > max => {
+            let mut end = max;
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            s.truncate(end);
+            true
+        }
+        Some(V::BytesValue(b)) if b.len() > max => {
+            b.truncate(max);
+            true
+        }
+        Some(V::ArrayValue(a)) => a
+            .values
+            .iter_mut()
+            .fold(false, |cut, v| truncate_value(v, max) | cut),
+        Some(V::KvlistValue(kv)) => kv.values.iter_mut().fold(false, |cut, kv| {
+            kv.value.as_mut().is_some_and(|v| truncate_value(v, max)) | cut
+        }),
+        _ => false,
+    }
 }
 
 /// The spans of one trace from one request.
@@ -188,6 +327,10 @@ pub struct Split {
     pub rejected: HashMap<RejectReason, usize>,
     /// A human-readable summary of the first rejection, for the client.
     pub first_rejection: Option<String>,
+    /// Attributes, events and links dropped by the limits.
+    pub dropped: usize,
+    /// Spans with a value truncated by the limits.
+    pub truncated: usize,
 }
 
 impl Split {
@@ -197,9 +340,16 @@ impl Split {
     }
 }
 
-/// Validates every span and splits the request into one group per trace;
-/// `malformed` spans, dropped while decoding, count among the rejected.
-pub fn split_by_trace(resource_spans: Vec<ResourceSpans>, malformed: Malformed) -> Split {
+/// Validates every span against `limits` (its start against the window
+/// around `now_unix_nano`), trims it to them, and splits the request into one
+/// group per trace; `malformed` spans, dropped while decoding, count among
+/// the rejected.
+pub fn split_by_trace(
+    resource_spans: Vec<ResourceSpans>,
+    malformed: Malformed,
+    limits: &Limits,
+    now_unix_nano: u64,
+) -> Split {
     let mut split = Split::default();
     if malformed.count > 0 {
         split
@@ -222,8 +372,10 @@ pub fn split_by_trace(resource_spans: Vec<ResourceSpans>, malformed: Malformed) 
                 spans,
                 schema_url: scope_schema_url,
             } = ss;
-            for (n, span) in spans.into_iter().enumerate() {
-                if let Err(reason) = validate_span(&span) {
+            for (n, mut span) in spans.into_iter().enumerate() {
+                let checked =
+                    validate_span(&span).and_then(|()| limits.check_time(&span, now_unix_nano));
+                if let Err(reason) = checked {
                     *split.rejected.entry(reason).or_default() += 1;
                     split.first_rejection.get_or_insert_with(|| {
                         format!(
@@ -233,6 +385,9 @@ pub fn split_by_trace(resource_spans: Vec<ResourceSpans>, malformed: Malformed) 
                     });
                     continue;
                 }
+                let (dropped, truncated) = limits.trim(&mut span);
+                split.dropped += dropped;
+                split.truncated += usize::from(truncated);
                 let trace_id: [u8; 16] = span.trace_id.as_slice().try_into().expect("validated");
                 let g = *index.entry(trace_id).or_insert_with(|| {
                     split.traces.push(TraceGroup {
@@ -293,8 +448,9 @@ fn set_last(last: &mut Vec<Option<(usize, usize)>>, g: usize, r: usize, s: usize
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::common::v1::{any_value::Value, ArrayValue};
     use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
 
     fn span(trace: u8, id: u8) -> Span {
         Span {
@@ -349,7 +505,7 @@ mod tests {
             resource("a", vec![vec![span(1, 1), span(2, 2)], vec![span(1, 3)]]),
             resource("b", vec![vec![span(2, 4), span(1, 5)]]),
         ];
-        let split = split_by_trace(request, Malformed::default());
+        let split = split_by_trace(request, Malformed::default(), &Limits::default(), 0);
         assert_eq!(split.accepted, 5);
         assert_eq!(split.rejected_total(), 0);
         assert_eq!(split.traces.len(), 2);
@@ -393,7 +549,7 @@ mod tests {
                 span(1, 5),
             ]],
         )];
-        let split = split_by_trace(request, Malformed::default());
+        let split = split_by_trace(request, Malformed::default(), &Limits::default(), 0);
         assert_eq!(split.accepted, 2);
         assert_eq!(split.rejected_total(), 4);
         for reason in [
@@ -443,9 +599,129 @@ mod tests {
         let spans = &decoded.request.resource_spans[0].scope_spans[0].spans;
         assert_eq!(spans.len(), 1);
         assert_eq!(spans[0].name, "good");
-        let split = split_by_trace(decoded.request.resource_spans, decoded.malformed);
+        let split = split_by_trace(
+            decoded.request.resource_spans,
+            decoded.malformed,
+            &Limits::default(),
+            0,
+        );
         assert_eq!(split.accepted, 1);
         assert_eq!(split.rejected[&RejectReason::Malformed], 2);
         assert_eq!(split.rejected_total(), 2);
+    }
+
+    fn attr(key: &str, value: Value) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: Some(AnyValue { value: Some(value) }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn spans_outside_the_time_window_are_rejected() {
+        let now = 1_000_000_000_000u64;
+        let limits = Limits {
+            max_past_nano: 1_000,
+            max_future_nano: 500,
+            ..Limits::default()
+        };
+        let mut old = span(1, 1);
+        old.start_time_unix_nano = now - 1_001;
+        old.end_time_unix_nano = now;
+        let mut edge = span(1, 2);
+        edge.start_time_unix_nano = now - 1_000;
+        edge.end_time_unix_nano = now;
+        let mut future = span(1, 3);
+        future.start_time_unix_nano = now + 501;
+        future.end_time_unix_nano = now + 600;
+        let split = split_by_trace(
+            vec![resource("a", vec![vec![old, edge, future]])],
+            Malformed::default(),
+            &limits,
+            now,
+        );
+        assert_eq!(split.accepted, 1);
+        assert_eq!(split.rejected[&RejectReason::TooOld], 1);
+        assert_eq!(split.rejected[&RejectReason::TooNew], 1);
+        // Zero turns the window off.
+        let mut ancient = span(1, 4);
+        ancient.start_time_unix_nano = 1;
+        let split = split_by_trace(
+            vec![resource("a", vec![vec![ancient]])],
+            Malformed::default(),
+            &Limits::default(),
+            now,
+        );
+        assert_eq!(split.accepted, 1);
+    }
+
+    #[test]
+    fn limits_drop_and_count_extra_items_and_truncate_long_values() {
+        let limits = Limits {
+            max_attributes: 2,
+            max_events: 1,
+            max_links: 1,
+            max_value_bytes: 4,
+            ..Limits::default()
+        };
+        let mut s = span(1, 1);
+        s.attributes = vec![
+            attr("a", Value::StringValue("héllo".into())), // 'é' spans bytes 1..3
+            attr("b", Value::BytesValue(vec![1, 2, 3, 4, 5])),
+            attr("c", Value::IntValue(1)),
+        ];
+        s.events = vec![
+            Event {
+                attributes: vec![
+                    attr("x", Value::IntValue(1)),
+                    attr("y", Value::IntValue(2)),
+                    attr("z", Value::IntValue(3)),
+                ],
+                ..Default::default()
+            },
+            Event::default(),
+        ];
+        s.links = vec![Link::default(), Link::default(), Link::default()];
+        let split = split_by_trace(
+            vec![resource("a", vec![vec![s]])],
+            Malformed::default(),
+            &limits,
+            0,
+        );
+        let out = &split.traces[0].data.resource_spans[0].scope_spans[0].spans[0];
+        let text = |kv: &KeyValue| kv.value.clone().unwrap().value.unwrap();
+        assert_eq!(out.attributes.len(), 3, "two kept and the truncation mark");
+        assert_eq!(text(&out.attributes[0]), Value::StringValue("hél".into()));
+        assert_eq!(
+            text(&out.attributes[1]),
+            Value::BytesValue(vec![1, 2, 3, 4])
+        );
+        assert_eq!(out.attributes[2].key, TRUNCATED_ATTRIBUTE);
+        assert_eq!(out.dropped_attributes_count, 1);
+        assert_eq!(out.events.len(), 1);
+        assert_eq!(out.dropped_events_count, 1);
+        assert_eq!(out.events[0].attributes.len(), 2);
+        assert_eq!(out.events[0].dropped_attributes_count, 1);
+        assert_eq!(out.links.len(), 1);
+        assert_eq!(out.dropped_links_count, 2);
+        assert_eq!(split.dropped, 1 + 1 + 1 + 2);
+        assert_eq!(split.truncated, 1);
+    }
+
+    #[test]
+    fn truncation_reaches_into_arrays() {
+        let mut v = AnyValue {
+            value: Some(Value::ArrayValue(ArrayValue {
+                values: vec![AnyValue {
+                    value: Some(Value::StringValue("abcdef".into())),
+                }],
+            })),
+        };
+        assert!(truncate_value(&mut v, 3));
+        let Some(Value::ArrayValue(a)) = v.value else {
+            panic!()
+        };
+        assert_eq!(a.values[0].value, Some(Value::StringValue("abc".into())));
     }
 }
