@@ -663,3 +663,127 @@ async fn a_dead_broker_gets_retryable_refusals_over_thrift_http() -> Result<()> 
     running.await??;
     Ok(())
 }
+
+// ---------------------------------------------------------------------------
+// Jaeger gRPC: CollectorService/PostSpans and SamplingManager on 14250.
+
+/// The neutral batch in Jaeger's protobuf model, as a Jaeger SDK sends it.
+fn to_proto(b: &Batch) -> skein_model::jaeger_proto::Batch {
+    use skein_model::jaeger_proto as pb;
+    fn kv(t: &Tag) -> pb::KeyValue {
+        let mut kv = pb::KeyValue {
+            key: t.key.clone(),
+            ..Default::default()
+        };
+        match &t.value {
+            TagValue::Str(s) => kv.v_str = s.clone(),
+            TagValue::Bool(v) => (kv.v_type, kv.v_bool) = (pb::ValueType::Bool as i32, *v),
+            TagValue::Long(v) => (kv.v_type, kv.v_int64) = (pb::ValueType::Int64 as i32, *v),
+            TagValue::Double(v) => (kv.v_type, kv.v_float64) = (pb::ValueType::Float64 as i32, *v),
+            TagValue::Binary(v) => {
+                (kv.v_type, kv.v_binary) = (pb::ValueType::Binary as i32, v.clone())
+            }
+        }
+        kv
+    }
+    let ts = |us: i64| prost_types::Timestamp {
+        seconds: us.div_euclid(1_000_000),
+        nanos: (us.rem_euclid(1_000_000) * 1_000) as i32,
+    };
+    let id = |high: u64, low: u64| [high.to_be_bytes(), low.to_be_bytes()].concat();
+    pb::Batch {
+        process: Some(pb::Process {
+            service_name: b.process.service_name.clone(),
+            tags: b.process.tags.iter().map(kv).collect(),
+        }),
+        spans: b
+            .spans
+            .iter()
+            .map(|s| pb::Span {
+                trace_id: id(s.trace_id_high, s.trace_id_low),
+                span_id: s.span_id.to_be_bytes().to_vec(),
+                operation_name: s.operation_name.clone(),
+                references: s
+                    .references
+                    .iter()
+                    .map(|r| pb::SpanRef {
+                        trace_id: id(r.trace_id_high, r.trace_id_low),
+                        span_id: r.span_id.to_be_bytes().to_vec(),
+                        ref_type: match r.ref_type {
+                            RefType::ChildOf => pb::SpanRefType::ChildOf as i32,
+                            RefType::FollowsFrom => pb::SpanRefType::FollowsFrom as i32,
+                        },
+                    })
+                    .collect(),
+                flags: s.flags,
+                start_time: Some(ts(s.start_time_us)),
+                duration: Some(prost_types::Duration {
+                    seconds: s.duration_us / 1_000_000,
+                    nanos: ((s.duration_us % 1_000_000) * 1_000) as i32,
+                }),
+                tags: s.tags.iter().map(kv).collect(),
+                logs: s
+                    .logs
+                    .iter()
+                    .map(|l| pb::Log {
+                        timestamp: Some(ts(l.timestamp_us)),
+                        fields: l.fields.iter().map(kv).collect(),
+                    })
+                    .collect(),
+                ..Default::default()
+            })
+            .collect(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_post_spans_maps_every_field_and_sampling_answers() -> Result<()> {
+    use skein_model::jaeger_proto as pb;
+    use skein_model::jaeger_proto::collector_service_client::CollectorServiceClient;
+    use skein_model::jaeger_proto::sampling_manager_client::SamplingManagerClient;
+    let stack = Stack::start(topology("jaeger_grpc")).await?;
+    let endpoint = format!("http://{}", stack.collector.jaeger_grpc.context("off")?);
+    let (high, low) = unique_ids();
+    let trace_id = format!("{high:016x}{low:016x}");
+    let sent = mapping_batch(high, low, "orders-grpc");
+    let channel = tonic::transport::Channel::from_shared(endpoint)?
+        .connect()
+        .await?;
+    let mut client = CollectorServiceClient::new(channel.clone());
+    client
+        .post_spans(pb::PostSpansRequest {
+            batch: Some(to_proto(&sent)),
+        })
+        .await?;
+    let answer = stack.wait_for_trace(&trace_id, 2, WAIT).await?;
+    check_mapping(&answer, &trace_id, &sent);
+
+    // A span with a malformed ID is rejected alone.
+    let (high, low) = unique_ids();
+    let mut bad = to_proto(&mapping_batch(high, low, "orders-grpc"));
+    bad.spans[0].span_id = vec![1, 2, 3];
+    client
+        .post_spans(pb::PostSpansRequest { batch: Some(bad) })
+        .await?;
+    stack
+        .wait_for_trace(&format!("{high:016x}{low:016x}"), 1, WAIT)
+        .await?;
+
+    let mut sampling = SamplingManagerClient::new(channel);
+    let strategy = sampling
+        .get_sampling_strategy(pb::SamplingStrategyParameters {
+            service_name: "orders-grpc".into(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(
+        strategy.strategy_type,
+        pb::SamplingStrategyType::Probabilistic as i32
+    );
+    assert_eq!(
+        strategy.probabilistic_sampling.map(|p| p.sampling_rate),
+        Some(stack.topology.collector.sampling.default_probability)
+    );
+    stack.stop().await;
+    Ok(())
+}

@@ -13,6 +13,7 @@ mod grpc;
 mod http;
 mod ingest;
 mod jaeger_agent;
+mod jaeger_grpc;
 mod jaeger_http;
 pub mod metrics;
 mod publish;
@@ -83,6 +84,7 @@ pub struct Collector {
     otlp_http: TcpListener,
     otlp_grpc: TcpListener,
     jaeger_thrift_http: Option<TcpListener>,
+    jaeger_grpc: Option<TcpListener>,
     agent_compact: Option<UdpSocket>,
     agent_binary: Option<UdpSocket>,
     zipkin_http: Option<TcpListener>,
@@ -98,6 +100,8 @@ pub struct Addresses {
     pub otlp_grpc: SocketAddr,
     /// Jaeger Thrift over HTTP, and `/api/sampling`.
     pub jaeger_thrift_http: Option<SocketAddr>,
+    /// Jaeger gRPC: `PostSpans` and `SamplingManager`.
+    pub jaeger_grpc: Option<SocketAddr>,
     /// Jaeger agent, Thrift compact (UDP).
     pub agent_compact: Option<SocketAddr>,
     /// Jaeger agent, Thrift binary (UDP).
@@ -157,6 +161,7 @@ impl Collector {
             otlp_http: bind(&c.otlp_http).await?,
             otlp_grpc: bind(&c.otlp_grpc).await?,
             jaeger_thrift_http: bind_optional(&c.jaeger_thrift_http).await?,
+            jaeger_grpc: bind_optional(&c.jaeger_grpc).await?,
             agent_compact: bind_udp(&c.jaeger_agent_compact).await?,
             agent_binary: bind_udp(&c.jaeger_agent_binary).await?,
             zipkin_http: bind_optional(&c.zipkin_http).await?,
@@ -176,6 +181,7 @@ impl Collector {
                 .local_addr()
                 .expect("bound listener has an address"),
             jaeger_thrift_http: local(&self.jaeger_thrift_http, TcpListener::local_addr),
+            jaeger_grpc: local(&self.jaeger_grpc, TcpListener::local_addr),
             agent_compact: local(&self.agent_compact, UdpSocket::local_addr),
             agent_binary: local(&self.agent_binary, UdpSocket::local_addr),
             zipkin_http: local(&self.zipkin_http, TcpListener::local_addr),
@@ -223,6 +229,10 @@ impl Collector {
             tonic::service::Routes::new(grpc::service(self.ingest.clone())),
             shutdown.clone(),
         ));
+        if let Some(l) = self.jaeger_grpc {
+            let routes = jaeger_grpc::routes(self.ingest.clone(), self.strategies.clone());
+            tasks.spawn(serve_grpc("jaeger_grpc", l, routes, shutdown.clone()));
+        }
         for (socket, protocol) in [
             (self.agent_compact, AgentProtocol::Compact),
             (self.agent_binary, AgentProtocol::Binary),

@@ -237,10 +237,20 @@ async fn serve(topology: &Topology, roles: &[Role]) -> Result<ExitCode> {
             Role::Collector => {
                 skein_collector::metrics::describe();
                 let c = skein_collector::Collector::bind(topology).await?;
+                let a = c.addresses();
+                let opt =
+                    |a: Option<std::net::SocketAddr>| a.map_or("off".to_owned(), |a| a.to_string());
                 println!(
-                    "collector: otlp grpc {}, otlp http {}",
-                    c.grpc_addr(),
-                    c.http_addr()
+                    "collector: otlp grpc {}, otlp http {}, jaeger thrift http {}, jaeger grpc {}, \
+                     jaeger agent udp {} (compact) {} (binary), zipkin {}, sampling {}",
+                    a.otlp_grpc,
+                    a.otlp_http,
+                    opt(a.jaeger_thrift_http),
+                    opt(a.jaeger_grpc),
+                    opt(a.agent_compact),
+                    opt(a.agent_binary),
+                    opt(a.zipkin_http),
+                    opt(a.sampling_http),
                 );
                 let s = shutdown.clone();
                 tasks.spawn(async move { c.run(s).await.context("collector") });
