@@ -27,6 +27,7 @@ impl TraceService for Receiver {
         &self,
         request: Request<ExportTraceServiceRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+        let started = std::time::Instant::now();
         let request = request.into_inner();
         let Ok(_admitted) = self.ingest.admit("grpc", request.encoded_len()) else {
             metrics::counter!(m::REQUESTS, "transport" => "grpc", "outcome" => "busy").increment(1);
@@ -38,6 +39,8 @@ impl TraceService for Receiver {
             .ingest
             .publish("grpc", request.resource_spans, Default::default())
             .await;
+        metrics::histogram!(m::REQUEST_SECONDS, "transport" => "grpc")
+            .record(started.elapsed().as_secs_f64());
         metrics::counter!(m::REQUESTS, "transport" => "grpc", "outcome" => outcome.label())
             .increment(1);
         if outcome.failed > 0 {

@@ -139,6 +139,7 @@ impl CollectorService for Collector {
         &self,
         request: Request<pb::PostSpansRequest>,
     ) -> Result<Response<pb::PostSpansResponse>, Status> {
+        let started = std::time::Instant::now();
         let request = request.into_inner();
         let Ok(_admitted) = self.ingest.admit(TRANSPORT, request.encoded_len()) else {
             metrics::counter!(m::REQUESTS, "transport" => TRANSPORT, "outcome" => "busy")
@@ -152,6 +153,8 @@ impl CollectorService for Collector {
             .ingest
             .publish(TRANSPORT, resource_spans, Malformed::default())
             .await;
+        metrics::histogram!(m::REQUEST_SECONDS, "transport" => TRANSPORT)
+            .record(started.elapsed().as_secs_f64());
         metrics::counter!(m::REQUESTS, "transport" => TRANSPORT, "outcome" => outcome.label())
             .increment(1);
         if outcome.failed > 0 {

@@ -204,24 +204,33 @@ impl Collector {
     pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
         tracing::info!(addresses = ?self.addresses(), "collector listening");
         let mut tasks: JoinSet<Result<()>> = JoinSet::new();
-        let http = |tasks: &mut JoinSet<Result<()>>, listener: TcpListener, app: Router| {
-            tasks.spawn(serve_http(listener, app, shutdown.clone()));
+        let http = |tasks: &mut JoinSet<Result<()>>,
+                    transport: &'static str,
+                    listener: TcpListener,
+                    app: Router| {
+            tasks.spawn(serve_http(transport, listener, app, shutdown.clone()));
         };
         http(
             &mut tasks,
+            "http",
             self.otlp_http,
             http::router(self.ingest.clone()),
         );
         if let Some(l) = self.jaeger_thrift_http {
             let app = jaeger_http::router(self.ingest.clone())
                 .merge(sampling::router(self.strategies.clone()));
-            http(&mut tasks, l, app);
+            http(&mut tasks, "jaeger_thrift", l, app);
         }
         if let Some(l) = self.zipkin_http {
-            http(&mut tasks, l, zipkin::router(self.ingest.clone()));
+            http(&mut tasks, "zipkin", l, zipkin::router(self.ingest.clone()));
         }
         if let Some(l) = self.sampling_http {
-            http(&mut tasks, l, sampling::router(self.strategies.clone()));
+            http(
+                &mut tasks,
+                "sampling",
+                l,
+                sampling::router(self.strategies.clone()),
+            );
         }
         tasks.spawn(serve_grpc(
             "grpc",
@@ -269,7 +278,28 @@ impl Collector {
     }
 }
 
-async fn serve_http(listener: TcpListener, app: Router, shutdown: CancellationToken) -> Result<()> {
+/// Records how long each request took, labelled with its transport.
+async fn timed(
+    transport: &'static str,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    ::metrics::histogram!(metrics::REQUEST_SECONDS, "transport" => transport)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+async fn serve_http(
+    transport: &'static str,
+    listener: TcpListener,
+    app: Router,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let app = app.layer(axum::middleware::from_fn(move |req, next| {
+        timed(transport, req, next)
+    }));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await

@@ -12,6 +12,8 @@ pub const SPANS_PUBLISHED: &str = "skein_collector_spans_published_total";
 pub const SPANS_FAILED: &str = "skein_collector_spans_failed_total";
 /// Requests answered, by `outcome` (`ok`, `partial`, `invalid`, `unavailable`).
 pub const REQUESTS: &str = "skein_collector_requests_total";
+/// Time a request took, from arrival to answer, by `transport`.
+pub const REQUEST_SECONDS: &str = "skein_collector_request_duration_seconds";
 /// Time from a request's arrival to Kafka's last acknowledgement.
 pub const PUBLISH_SECONDS: &str = "skein_collector_publish_duration_seconds";
 
