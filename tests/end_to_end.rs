@@ -382,3 +382,52 @@ async fn a_json_span_with_a_non_hex_id_is_rejected_alone() -> Result<()> {
     stack.stop().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_over_the_size_limit_are_refused_on_every_otlp_transport() -> Result<()> {
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+    let mut t = topology("size_limit");
+    t.collector.max_request_bytes = 64 * 1024;
+    let stack = Stack::start(t).await?;
+    // 200 KB of attribute text: over the limit, and tiny once gzipped.
+    let mut sent = fixture("example_trace")?;
+    sent.resource_spans[0].scope_spans[0].spans[0]
+        .attributes
+        .push(KeyValue {
+            key: "big".into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue("x".repeat(200_000))),
+            }),
+            ..Default::default()
+        });
+    let request = ExportTraceServiceRequest {
+        resource_spans: sent.resource_spans,
+    };
+
+    let mut client = TraceServiceClient::connect(format!("http://{}", stack.otlp_grpc)).await?;
+    let plain = client.export(request.clone()).await.unwrap_err();
+    assert_eq!(plain.code(), tonic::Code::ResourceExhausted, "{plain:?}");
+    let mut gzipped = TraceServiceClient::connect(format!("http://{}", stack.otlp_grpc))
+        .await?
+        .send_compressed(tonic::codec::CompressionEncoding::Gzip);
+    let bomb = gzipped.export(request.clone()).await.unwrap_err();
+    assert_eq!(bomb.code(), tonic::Code::ResourceExhausted, "{bomb:?}");
+
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&request.encode_to_vec())?;
+    let gz = gz.finish()?;
+    assert!(
+        gz.len() < 64 * 1024,
+        "the gzip body itself is under the limit"
+    );
+    let response = reqwest::Client::new()
+        .post(stack.traces_url())
+        .header("content-type", "application/x-protobuf")
+        .header("content-encoding", "gzip")
+        .body(gz)
+        .send()
+        .await?;
+    assert_eq!(response.status(), 413);
+    stack.stop().await;
+    Ok(())
+}

@@ -309,6 +309,25 @@ async fn serve_http(
         })
 }
 
+/// tonic answers a message over `max_decoding_message_size` with
+/// `OUT_OF_RANGE`; gRPC servers elsewhere (grpc-go, hence Jaeger and the
+/// OpenTelemetry Collector) answer `RESOURCE_EXHAUSTED`, which is what
+/// clients expect for a request that is too large.
+fn oversize_is_resource_exhausted<B>(
+    mut response: axum::http::Response<B>,
+) -> axum::http::Response<B> {
+    let headers = response.headers_mut();
+    let too_large = headers.get("grpc-status").is_some_and(|v| v == "11")
+        && headers
+            .get("grpc-message")
+            .and_then(|m| m.to_str().ok())
+            .is_some_and(|m| m.contains("length%20too%20large") || m.contains("length too large"));
+    if too_large {
+        headers.insert("grpc-status", axum::http::HeaderValue::from_static("8"));
+    }
+    response
+}
+
 async fn serve_grpc(
     transport: &'static str,
     listener: TcpListener,
@@ -316,6 +335,9 @@ async fn serve_grpc(
     shutdown: CancellationToken,
 ) -> Result<()> {
     tonic::transport::Server::builder()
+        .layer(tower::util::MapResponseLayer::new(
+            oversize_is_resource_exhausted,
+        ))
         .add_routes(routes)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
         .await
