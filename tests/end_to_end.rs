@@ -431,3 +431,37 @@ async fn requests_over_the_size_limit_are_refused_on_every_otlp_transport() -> R
     stack.stop().await;
     Ok(())
 }
+
+/// A message whose field 1 has the wrong wire type for an export request.
+#[derive(Clone, PartialEq, prost::Message)]
+struct NotAnExportRequest {
+    #[prost(uint64, tag = "1")]
+    resource_spans: u64,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_grpc_request_is_invalid_argument() -> Result<()> {
+    let stack = Stack::start(topology("grpc_garbage")).await?;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", stack.otlp_grpc))?
+        .connect()
+        .await?;
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await?;
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+        "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+    );
+    let codec =
+        tonic_prost::ProstCodec::<NotAnExportRequest, ExportTraceServiceResponse>::default();
+    let status = grpc
+        .unary(
+            tonic::Request::new(NotAnExportRequest { resource_spans: 7 }),
+            path,
+            codec,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("decode"), "{status:?}");
+    stack.stop().await;
+    Ok(())
+}

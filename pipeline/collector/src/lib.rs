@@ -309,21 +309,26 @@ async fn serve_http(
         })
 }
 
-/// tonic answers a message over `max_decoding_message_size` with
-/// `OUT_OF_RANGE`; gRPC servers elsewhere (grpc-go, hence Jaeger and the
-/// OpenTelemetry Collector) answer `RESOURCE_EXHAUSTED`, which is what
-/// clients expect for a request that is too large.
-fn oversize_is_resource_exhausted<B>(
-    mut response: axum::http::Response<B>,
-) -> axum::http::Response<B> {
+/// Gives two request errors the status codes grpc-go gives them (hence
+/// Jaeger and the OpenTelemetry Collector, and what clients expect): tonic
+/// answers a message over `max_decoding_message_size` with `OUT_OF_RANGE`
+/// where grpc-go says `RESOURCE_EXHAUSTED`, and a message that does not
+/// decode with `INTERNAL` where a bad request is `INVALID_ARGUMENT`.
+fn grpc_go_status<B>(mut response: axum::http::Response<B>) -> axum::http::Response<B> {
     let headers = response.headers_mut();
-    let too_large = headers.get("grpc-status").is_some_and(|v| v == "11")
-        && headers
-            .get("grpc-message")
-            .and_then(|m| m.to_str().ok())
-            .is_some_and(|m| m.contains("length%20too%20large") || m.contains("length too large"));
-    if too_large {
-        headers.insert("grpc-status", axum::http::HeaderValue::from_static("8"));
+    let message = headers
+        .get("grpc-message")
+        .and_then(|m| m.to_str().ok())
+        .unwrap_or("")
+        .replace("%20", " ");
+    let status = headers.get("grpc-status").and_then(|v| v.to_str().ok());
+    let mapped = match status {
+        Some("11") if message.contains("length too large") => Some("8"),
+        Some("13") if message.starts_with("failed to decode Protobuf message") => Some("3"),
+        _ => None,
+    };
+    if let Some(code) = mapped {
+        headers.insert("grpc-status", axum::http::HeaderValue::from_static(code));
     }
     response
 }
@@ -335,9 +340,7 @@ async fn serve_grpc(
     shutdown: CancellationToken,
 ) -> Result<()> {
     tonic::transport::Server::builder()
-        .layer(tower::util::MapResponseLayer::new(
-            oversize_is_resource_exhausted,
-        ))
+        .layer(tower::util::MapResponseLayer::new(grpc_go_status))
         .add_routes(routes)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
         .await
