@@ -52,6 +52,9 @@ cat <<EOT
 [local]   UI / query API   http://127.0.0.1:16686
 [local]   OTLP gRPC        127.0.0.1:4317
 [local]   OTLP HTTP        http://127.0.0.1:4318/v1/traces
+[local]   Jaeger           thrift http://127.0.0.1:14268/api/traces, grpc 127.0.0.1:14250, agent udp 6831 (compact) 6832 (binary)
+[local]   Zipkin           http://127.0.0.1:9411/api/v2/spans
+[local]   sampling         http://127.0.0.1:5778/sampling?service=NAME
 [local]   metrics          http://127.0.0.1:14269/metrics
 [local]   Kafka broker     $BROKER_HOST:$BROKER_PORT
 [local]   ClickHouse HTTP  http://$CH_HOST:$CH_HTTP_PORT
