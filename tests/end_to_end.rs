@@ -21,19 +21,9 @@ const WAIT: Duration = Duration::from_secs(90);
 /// A span as the query API shows it, with its process resolved, so that two
 /// answers can be compared whatever their span order and process keys.
 fn spans_by_id(trace: &Value) -> BTreeMap<String, Value> {
-    let processes = &trace["processes"];
-    trace["spans"]
-        .as_array()
-        .expect("spans array")
-        .iter()
-        .map(|s| {
-            let mut s = s.clone();
-            let process = processes[s["processID"].as_str().expect("processID")].clone();
-            let obj = s.as_object_mut().expect("span object");
-            obj.remove("processID");
-            obj.insert("process".into(), process);
-            (obj["spanID"].as_str().expect("spanID").to_owned(), s)
-        })
+    skein_tests::spans_with_process(trace)
+        .into_iter()
+        .map(|s| (s["spanID"].as_str().expect("spanID").to_owned(), s))
         .collect()
 }
 

@@ -88,17 +88,9 @@ async fn node_send(transport: &str, addr: SocketAddr, service: &str) -> Result<S
 /// The spans of a query answer by operation name, each with its process
 /// resolved.
 fn spans_by_name(answer: &Value) -> BTreeMap<String, Value> {
-    let trace = &answer["data"][0];
-    trace["spans"]
-        .as_array()
-        .expect("spans array")
-        .iter()
-        .map(|s| {
-            let mut s = s.clone();
-            let process = trace["processes"][s["processID"].as_str().expect("processID")].clone();
-            s["process"] = process;
-            (s["operationName"].as_str().expect("name").to_owned(), s)
-        })
+    skein_tests::spans_with_process(&answer["data"][0])
+        .into_iter()
+        .map(|s| (s["operationName"].as_str().expect("name").to_owned(), s))
         .collect()
 }
 

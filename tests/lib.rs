@@ -166,6 +166,25 @@ fn spawn<E: std::fmt::Display + Send + 'static>(
     })
 }
 
+/// The spans of a trace as the query API shows it (`answer["data"][0]`),
+/// each with its process resolved into `process` in place of `processID`,
+/// so that answers compare whatever their process keys.
+pub fn spans_with_process(trace: &serde_json::Value) -> Vec<serde_json::Value> {
+    trace["spans"]
+        .as_array()
+        .expect("spans array")
+        .iter()
+        .map(|s| {
+            let mut s = s.clone();
+            let obj = s.as_object_mut().expect("span object");
+            let id = obj.remove("processID").expect("processID");
+            let process = trace["processes"][id.as_str().expect("processID string")].clone();
+            obj.insert("process".into(), process);
+            s
+        })
+        .collect()
+}
+
 /// The folder of the Jaeger storage conformance fixtures.
 pub fn conformance_dir() -> PathBuf {
     PathBuf::from(concat!(

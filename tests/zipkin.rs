@@ -130,18 +130,7 @@ async fn assert_accepted(response: reqwest::Response) -> Result<()> {
 /// The spans of a trace as the query API answers, each with its process
 /// resolved into `process`.
 fn spans(answer: &Value) -> Vec<Value> {
-    let trace = &answer["data"][0];
-    trace["spans"]
-        .as_array()
-        .expect("spans array")
-        .iter()
-        .map(|s| {
-            let mut s = s.clone();
-            let process = trace["processes"][s["processID"].as_str().expect("processID")].clone();
-            s["process"] = process;
-            s
-        })
-        .collect()
+    skein_tests::spans_with_process(&answer["data"][0])
 }
 
 /// The one span with `operation` (and `kind`, when given).

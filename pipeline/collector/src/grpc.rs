@@ -39,17 +39,7 @@ impl TraceService for Receiver {
             .ingest
             .publish("grpc", request.resource_spans, Default::default())
             .await;
-        metrics::histogram!(m::REQUEST_SECONDS, "transport" => "grpc")
-            .record(started.elapsed().as_secs_f64());
-        metrics::counter!(m::REQUESTS, "transport" => "grpc", "outcome" => outcome.label())
-            .increment(1);
-        if outcome.failed > 0 {
-            return Err(Status::unavailable(format!(
-                "kafka did not acknowledge {} spans: {}",
-                outcome.failed,
-                outcome.failure.unwrap_or_default()
-            )));
-        }
+        crate::ingest::grpc_answer("grpc", started, &outcome)?;
         Ok(Response::new(ExportTraceServiceResponse {
             partial_success: (outcome.rejected > 0).then(|| ExportTracePartialSuccess {
                 rejected_spans: outcome.rejected as i64,

@@ -59,15 +59,7 @@ fn error(status: StatusCode, code: i32, encoding: Encoding, message: String) -> 
         || serde_json::json!({ "code": code, "message": message }),
     );
     *response.status_mut() = status;
-    if matches!(
-        status,
-        StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
-    ) {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-    }
-    response
+    crate::ingest::retry_after(response)
 }
 
 fn encode<M: Message>(

@@ -95,6 +95,41 @@ impl Ingest {
     }
 }
 
+/// Adds `Retry-After: 1` to a refusal the client should retry (429, 503).
+pub(crate) fn retry_after(mut response: axum::response::Response) -> axum::response::Response {
+    if matches!(
+        response.status(),
+        StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
+    ) {
+        response.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("1"),
+        );
+    }
+    response
+}
+
+/// Counts a gRPC request's outcome and time, and turns a Kafka failure into
+/// `UNAVAILABLE`, which gRPC clients retry.
+pub(crate) fn grpc_answer(
+    transport: &'static str,
+    started: std::time::Instant,
+    outcome: &Outcome,
+) -> Result<(), tonic::Status> {
+    metrics::histogram!(m::REQUEST_SECONDS, "transport" => transport)
+        .record(started.elapsed().as_secs_f64());
+    metrics::counter!(m::REQUESTS, "transport" => transport, "outcome" => outcome.label())
+        .increment(1);
+    if outcome.failed > 0 {
+        return Err(tonic::Status::unavailable(format!(
+            "kafka did not acknowledge {} spans: {}",
+            outcome.failed,
+            outcome.failure.as_deref().unwrap_or_default()
+        )));
+    }
+    Ok(())
+}
+
 /// Why a request body could not be read.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum BodyError {

@@ -153,17 +153,7 @@ impl CollectorService for Collector {
             .ingest
             .publish(TRANSPORT, resource_spans, Malformed::default())
             .await;
-        metrics::histogram!(m::REQUEST_SECONDS, "transport" => TRANSPORT)
-            .record(started.elapsed().as_secs_f64());
-        metrics::counter!(m::REQUESTS, "transport" => TRANSPORT, "outcome" => outcome.label())
-            .increment(1);
-        if outcome.failed > 0 {
-            return Err(Status::unavailable(format!(
-                "kafka did not acknowledge {} spans: {}",
-                outcome.failed,
-                outcome.failure.unwrap_or_default()
-            )));
-        }
+        crate::ingest::grpc_answer(TRANSPORT, started, &outcome)?;
         Ok(Response::new(pb::PostSpansResponse {}))
     }
 }

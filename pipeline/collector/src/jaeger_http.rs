@@ -17,7 +17,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
@@ -54,21 +54,13 @@ fn is_thrift(content_type: &str) -> bool {
 /// A plain-text answer, counted with its outcome.
 fn answer(status: StatusCode, outcome: &'static str, message: String) -> Response {
     metrics::counter!(m::REQUESTS, "transport" => TRANSPORT, "outcome" => outcome).increment(1);
-    let mut response = (
+    let response = (
         status,
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
         message,
     )
         .into_response();
-    if matches!(
-        status,
-        StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
-    ) {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    }
-    response
+    crate::ingest::retry_after(response)
 }
 
 async fn post_traces(State(ingest): State<Ingest>, headers: HeaderMap, body: Bytes) -> Response {

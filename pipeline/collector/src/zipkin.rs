@@ -23,7 +23,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
@@ -129,16 +129,8 @@ fn refuse(status: StatusCode, message: String) -> Response {
     };
     metrics::counter!(m::REQUESTS, "transport" => TRANSPORT, "outcome" => outcome).increment(1);
     tracing::debug!(status = status.as_u16(), reason = %message, "zipkin request refused");
-    let mut response = (status, message).into_response();
-    if matches!(
-        status,
-        StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
-    ) {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    }
-    response
+    let response = (status, message).into_response();
+    crate::ingest::retry_after(response)
 }
 
 /// Why a body did not decode, for the client.
