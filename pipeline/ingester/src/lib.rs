@@ -10,6 +10,7 @@
 //! rather than loses. A message that does not decode goes to the
 //! dead-letter topic with the reason, and its neighbours are written.
 
+pub mod decode;
 pub mod metrics;
 mod worker;
 

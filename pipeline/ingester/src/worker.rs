@@ -9,14 +9,13 @@
 //! is stopped, and then nothing of the batch is committed.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::message::BorrowedMessage;
 use rdkafka::{Message as _, Offset, TopicPartitionList};
 use skein_kafka::{Message, Publisher};
-use skein_model::{flat, wire};
 use skein_store::{SpanRow, SpanWriter};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -47,18 +46,6 @@ impl Batch {
     fn is_empty(&self) -> bool {
         self.offsets.is_empty()
     }
-}
-
-fn now_unix_nano() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or_default()
-}
-
-fn header<'a>(message: &'a BorrowedMessage<'_>, key: &str) -> Option<&'a [u8]> {
-    let headers = message.headers()?;
-    headers.iter().find(|h| h.key == key).and_then(|h| h.value)
 }
 
 impl Worker {
@@ -132,17 +119,9 @@ impl Worker {
     /// Adds one message to the batch, or dead-letters it.
     async fn take(&self, message: &BorrowedMessage<'_>, batch: &mut Batch) -> Result<()> {
         metrics::counter!(m::MESSAGES_CONSUMED).increment(1);
-        let decoded = wire::decode_value(
-            message.payload().unwrap_or_default(),
-            header(message, wire::ENCODING_HEADER),
-        );
-        match decoded {
-            Ok(data) => {
-                let received = header(message, wire::RECEIVED_HEADER)
-                    .and_then(wire::decode_received)
-                    .unwrap_or_else(now_unix_nano);
-                for span in flat::flatten(&data) {
-                    let row = SpanRow::new(span, received);
+        match crate::decode::rows(message) {
+            Ok(rows) => {
+                for row in rows {
                     batch.bytes += row.approx_bytes();
                     batch.rows.push(row);
                 }
