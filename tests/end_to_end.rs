@@ -455,3 +455,46 @@ async fn an_undecodable_grpc_request_is_invalid_argument() -> Result<()> {
     stack.stop().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exact_copies_collapse_and_same_id_spans_with_other_content_are_kept() -> Result<()> {
+    let stack = Stack::start(topology("dedupe")).await?;
+    let mut sent = fixture("example_trace")?;
+    for rs in &mut sent.resource_spans {
+        for ss in &mut rs.scope_spans {
+            for span in &mut ss.spans {
+                span.trace_id = vec![0xdd; 16];
+            }
+        }
+    }
+    let body = serde_json::to_string(&sent)?;
+    // The same request twice (a client retry, a redelivery): 5 spans, not 10.
+    for _ in 0..2 {
+        assert_eq!(stack.post_otlp_json(body.clone()).await?.status(), 200);
+    }
+    // A span that reuses an ID with other content is a different span.
+    let mut other = sent.clone();
+    other.resource_spans.truncate(1);
+    other.resource_spans[0].scope_spans[0].spans[0].name = "same id, other content".into();
+    assert_eq!(
+        stack
+            .post_otlp_json(serde_json::to_string(&other)?)
+            .await?
+            .status(),
+        200
+    );
+
+    let answer = stack.wait_for_trace(&"dd".repeat(16), 6, WAIT).await?;
+    tokio::time::sleep(Duration::from_secs(3)).await; // let any late copy land
+    let again = stack.wait_for_trace(&"dd".repeat(16), 6, WAIT).await?;
+    assert_eq!(answer, again);
+    let ids: Vec<_> = answer["data"][0]["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["spanID"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.iter().filter(|id| *id == "0000000000000004").count(), 2);
+    stack.stop().await;
+    Ok(())
+}

@@ -371,6 +371,116 @@ impl Drop for PrivateBroker {
     }
 }
 
+/// A ClickHouse server of the test's own (Debian's `clickhouse-server`, its
+/// own config, data folder and free ports), that a test may kill and start
+/// again without disturbing the shared one.
+pub struct PrivateClickHouse {
+    /// Its HTTP URL.
+    pub url: String,
+    dir: PathBuf,
+    child: Option<std::process::Child>,
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+impl PrivateClickHouse {
+    /// Writes a config under `data/test-clickhouse/` and starts the server.
+    pub async fn start(name: &str) -> Result<Self> {
+        let dir = PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../data/test-clickhouse"
+        ))
+        .join(format!("{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let dir = dir.canonicalize()?;
+        let (http, tcp, interserver) = (free_port()?, free_port()?, free_port()?);
+        let d = dir.display();
+        std::fs::write(
+            dir.join("config.xml"),
+            format!(
+                r#"<?xml version="1.0"?>
+<yandex>
+    <logger><level>warning</level><log>{d}/server.log</log><errorlog>{d}/server.err.log</errorlog></logger>
+    <http_port>{http}</http_port>
+    <tcp_port>{tcp}</tcp_port>
+    <interserver_http_port>{interserver}</interserver_http_port>
+    <listen_host>127.0.0.1</listen_host>
+    <mark_cache_size>67108864</mark_cache_size>
+    <path>{d}/db/</path>
+    <tmp_path>{d}/tmp/</tmp_path>
+    <user_files_path>{d}/user_files/</user_files_path>
+    <format_schema_path>{d}/format_schemas/</format_schema_path>
+    <users_config>/etc/clickhouse-server/users.xml</users_config>
+    <default_profile>default</default_profile>
+    <default_database>default</default_database>
+    <timezone>UTC</timezone>
+</yandex>
+"#
+            ),
+        )?;
+        let mut server = Self {
+            url: format!("http://127.0.0.1:{http}"),
+            dir,
+            child: None,
+        };
+        server.restart().await?;
+        Ok(server)
+    }
+
+    /// Starts the server (again) on the same ports and data.
+    pub async fn restart(&mut self) -> Result<()> {
+        let binary = ["/usr/bin/clickhouse-server", "/usr/sbin/clickhouse-server"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .unwrap_or("clickhouse-server");
+        let log = std::fs::File::create(self.dir.join("stdout.log"))?;
+        let child = std::process::Command::new(binary)
+            .arg(format!(
+                "--config-file={}",
+                self.dir.join("config.xml").display()
+            ))
+            .current_dir(&self.dir)
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting clickhouse-server (is it installed? run `make up`)")?;
+        self.child = Some(child);
+        let started = Instant::now();
+        let ping = format!("{}/ping", self.url);
+        loop {
+            if let Ok(r) = reqwest::get(&ping).await {
+                if r.status().is_success() {
+                    return Ok(());
+                }
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                bail!("private clickhouse at {} did not answer in 60 s", self.url);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Kills the server (as a crash would).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateClickHouse {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,7 @@
 //! dead-letter topic with the reason, and its neighbours are written.
 
 pub mod decode;
+pub mod lag;
 pub mod metrics;
 mod worker;
 
@@ -52,6 +53,9 @@ impl Error {
 /// The ingester's result.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// How often consumer lag is measured for `/metrics`.
+const LAG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A pool of partition workers.
 pub struct Ingester {
     topology: Topology,
@@ -78,6 +82,11 @@ impl Ingester {
             &self.topology.kafka,
             self.topology.collector.publish_timeout(),
         )?;
+        let lag = tokio::spawn(lag::report(
+            self.topology.clone(),
+            LAG_INTERVAL,
+            shutdown.clone(),
+        ));
         let mut tasks = Vec::new();
         for index in 0..self.topology.ingester.workers.max(1) {
             let worker = worker::Worker::new(
@@ -103,6 +112,8 @@ impl Ingester {
                 first_error.get_or_insert(e);
             }
         }
+        shutdown.cancel();
+        let _ = lag.await;
         first_error.map_or(Ok(()), Err)
     }
 }

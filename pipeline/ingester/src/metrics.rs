@@ -15,9 +15,20 @@ pub const WRITE_SECONDS: &str = "skein_ingester_write_duration_seconds";
 /// Rows per written batch.
 pub const BATCH_ROWS: &str = "skein_ingester_batch_rows";
 
+/// Errors the consumer reported, by `reason` (librdkafka's error code; a
+/// `PollExceeded` means the group evicted a worker that stopped polling).
+pub const CONSUME_ERRORS: &str = "skein_ingester_consume_errors_total";
+/// Partitions a worker paused while a write is retried, by `worker`.
+pub const PARTITIONS_PAUSED: &str = "skein_ingester_partitions_paused";
+
 /// Describes every metric to the recorder.
 pub fn describe() {
-    use metrics::{describe_counter, describe_histogram, Unit};
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_gauge!(
+        PARTITIONS_PAUSED,
+        Unit::Count,
+        "partitions paused while a clickhouse write is retried"
+    );
     describe_counter!(SPANS_WRITTEN, Unit::Count, "spans written to clickhouse");
     describe_counter!(
         BATCHES_WRITTEN,

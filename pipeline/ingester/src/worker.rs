@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::BorrowedMessage;
+use rdkafka::message::OwnedMessage;
 use rdkafka::{Message as _, Offset, TopicPartitionList};
 use skein_kafka::{Message, Publisher};
 use skein_store::{SpanRow, SpanWriter};
@@ -31,15 +31,32 @@ pub(crate) struct Worker {
     writer: SpanWriter,
     dead_letters: Publisher,
     limits: skein_config::Batch,
+    /// Messages received while partitions were paused, for the next batch.
+    held: std::sync::Mutex<Vec<OwnedMessage>>,
 }
+
+/// How long a write may take before the worker pauses its partitions.
+const PAUSE_AFTER: Duration = Duration::from_secs(2);
 
 #[derive(Default)]
 struct Batch {
     rows: Vec<SpanRow>,
     bytes: usize,
+    /// The messages the rows came from, for the dead-letter topic should
+    /// ClickHouse refuse them for good.
+    sources: Vec<Source>,
     /// The highest offset taken per partition.
     offsets: BTreeMap<i32, i64>,
     started: Option<Instant>,
+}
+
+/// One message of a batch and the rows it gave.
+struct Source {
+    partition: i32,
+    offset: i64,
+    key: String,
+    value: Vec<u8>,
+    rows: std::ops::Range<usize>,
 }
 
 impl Batch {
@@ -69,6 +86,7 @@ impl Worker {
             writer,
             dead_letters,
             limits: topology.ingester.batch.clone(),
+            held: std::sync::Mutex::default(),
         })
     }
 
@@ -91,6 +109,8 @@ impl Worker {
                         }
                     }
                     Err(e) => {
+                        let reason = e.rdkafka_error_code().map_or_else(|| "other".to_owned(), |c| format!("{c:?}"));
+                        metrics::counter!(m::CONSUME_ERRORS, "reason" => reason).increment(1);
                         tracing::warn!(worker = self.index, error = %e, "kafka consume error");
                         tokio::time::sleep(Duration::from_millis(200)).await;
                     }
@@ -117,44 +137,69 @@ impl Worker {
     }
 
     /// Adds one message to the batch, or dead-letters it.
-    async fn take(&self, message: &BorrowedMessage<'_>, batch: &mut Batch) -> Result<()> {
+    async fn take<M: rdkafka::Message>(&self, message: &M, batch: &mut Batch) -> Result<()> {
         metrics::counter!(m::MESSAGES_CONSUMED).increment(1);
         match crate::decode::rows(message) {
             Ok(rows) => {
+                let first = batch.rows.len();
                 for row in rows {
                     batch.bytes += row.approx_bytes();
                     batch.rows.push(row);
                 }
+                batch.sources.push(Source {
+                    partition: message.partition(),
+                    offset: message.offset(),
+                    key: String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
+                    value: message.payload().unwrap_or_default().to_vec(),
+                    rows: first..batch.rows.len(),
+                });
             }
-            Err(e) => self.dead_letter(message, &e.to_string()).await?,
+            Err(e) => {
+                let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
+                let value = message.payload().unwrap_or_default().to_vec();
+                self.dead_letter(
+                    key,
+                    value,
+                    message.partition(),
+                    message.offset(),
+                    "undecodable",
+                    &e.to_string(),
+                )
+                .await?
+            }
         }
         batch.offsets.insert(message.partition(), message.offset());
         batch.started.get_or_insert_with(Instant::now);
         Ok(())
     }
 
-    async fn dead_letter(&self, message: &BorrowedMessage<'_>, reason: &str) -> Result<()> {
+    /// Sends a message to the dead-letter topic with why (`skein-error`) and
+    /// where it came from (`skein-source`), and counts it by `kind`.
+    async fn dead_letter(
+        &self,
+        key: String,
+        value: Vec<u8>,
+        partition: i32,
+        offset: i64,
+        kind: &'static str,
+        reason: &str,
+    ) -> Result<()> {
         tracing::warn!(
             worker = self.index,
-            partition = message.partition(),
-            offset = message.offset(),
+            partition,
+            offset,
+            kind,
             reason,
-            "message does not decode; sending it to the dead-letter topic"
+            "sending a message to the dead-letter topic"
         );
         let dead = Message {
-            key: String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
-            value: message.payload().unwrap_or_default().to_vec(),
+            key,
+            value,
             headers: vec![
                 ("skein-error", reason.as_bytes().to_vec()),
                 (
                     "skein-source",
-                    format!(
-                        "{}/{}/{}",
-                        message.topic(),
-                        message.partition(),
-                        message.offset()
-                    )
-                    .into_bytes(),
+                    format!("{}/{partition}/{offset}", self.topic).into_bytes(),
                 ),
             ],
         };
@@ -165,7 +210,46 @@ impl Worker {
             .pop()
             .expect("one result per message");
         sent?;
-        metrics::counter!(m::MESSAGES_DEAD_LETTERED, "reason" => "undecodable").increment(1);
+        metrics::counter!(m::MESSAGES_DEAD_LETTERED, "reason" => kind).increment(1);
+        Ok(())
+    }
+
+    /// ClickHouse refused the batch for good: writes it message by message,
+    /// so the messages it refuses go to the dead-letter topic and the rest
+    /// are stored.
+    async fn write_each_or_dead_letter(
+        &self,
+        batch: &Batch,
+        refusal: &skein_store::Error,
+    ) -> Result<()> {
+        tracing::warn!(worker = self.index, error = %refusal, "clickhouse refused a batch; writing it message by message");
+        for source in &batch.sources {
+            let rows = &batch.rows[source.rows.clone()];
+            let write = || self.writer.write(rows);
+            let result = write
+                .retry(
+                    ExponentialBuilder::default()
+                        .with_min_delay(Duration::from_millis(100))
+                        .with_max_delay(Duration::from_secs(10))
+                        .with_max_times(10),
+                )
+                .when(|e: &skein_store::Error| e.is_retryable())
+                .await;
+            if let Err(e) = result {
+                if e.is_retryable() {
+                    return Err(e.into());
+                }
+                self.dead_letter(
+                    source.key.clone(),
+                    source.value.clone(),
+                    source.partition,
+                    source.offset,
+                    "refused",
+                    &format!("clickhouse refused the rows of this message: {e}"),
+                )
+                .await?;
+            }
+        }
         Ok(())
     }
 
@@ -189,11 +273,50 @@ impl Worker {
                     metrics::counter!(m::WRITE_RETRIES).increment(1);
                     tracing::warn!(worker = self.index, error = %e, ?wait, "clickhouse write failed; retrying");
                 });
-            tokio::select! {
-                result = retrying => result?,
-                _ = shutdown.cancelled() => {
-                    return Err(Error::Worker { worker: self.index, message: "stopped while retrying a write".into() });
+            // A write normally takes milliseconds. One that does not finish
+            // soon means ClickHouse is slow or down: stop fetching, but keep
+            // polling, so the group does not evict this consumer while the
+            // write is retried (max.poll.interval.ms) and no partition moves.
+            let mut retrying = std::pin::pin!(retrying);
+            let mut paused: Option<TopicPartitionList> = None;
+            let result = loop {
+                tokio::select! {
+                    biased;
+                    result = &mut retrying => break result,
+                    _ = shutdown.cancelled() => {
+                        self.resume(paused.as_ref());
+                        return Err(Error::Worker { worker: self.index, message: "stopped while retrying a write".into() });
+                    }
+                    _ = tokio::time::sleep(PAUSE_AFTER), if paused.is_none() => {
+                        let assignment = self.consumer.assignment().map_err(skein_kafka_error("read assignment"))?;
+                        if let Err(e) = self.consumer.pause(&assignment) {
+                            tracing::warn!(worker = self.index, error = %e, "pausing partitions failed");
+                        }
+                        metrics::gauge!(m::PARTITIONS_PAUSED, "worker" => self.index.to_string()).set(assignment.count() as f64);
+                        tracing::warn!(worker = self.index, partitions = assignment.count(), "clickhouse write is slow or failing; pausing partitions until it succeeds");
+                        paused = Some(assignment);
+                    }
+                    received = self.consumer.recv(), if paused.is_some() => {
+                        // Fetched before the pause, or from a partition
+                        // assigned since: hold it for the next batch and
+                        // pause its partition too.
+                        if let Ok(message) = received {
+                            let held = message.detach();
+                            let mut tp = TopicPartitionList::new();
+                            tp.add_partition(held.topic(), held.partition());
+                            let _ = self.consumer.pause(&tp);
+                            if let Some(p) = paused.as_mut() {
+                                p.add_partition(held.topic(), held.partition());
+                            }
+                            self.held.lock().expect("held lock").push(held);
+                        }
+                    }
                 }
+            };
+            self.resume(paused.as_ref());
+            match result {
+                Err(e) if !e.is_retryable() => self.write_each_or_dead_letter(batch, &e).await?,
+                other => other?,
             }
             metrics::counter!(m::SPANS_WRITTEN).increment(batch.rows.len() as u64);
             metrics::counter!(m::BATCHES_WRITTEN).increment(1);
@@ -217,7 +340,25 @@ impl Worker {
             "batch written"
         );
         *batch = Batch::default();
+        let held: Vec<OwnedMessage> = std::mem::take(&mut *self.held.lock().expect("held lock"));
+        for message in &held {
+            self.take(message, batch).await?;
+        }
         Ok(())
+    }
+
+    /// Resumes the partitions paused while a write was retried.
+    fn resume(&self, paused: Option<&TopicPartitionList>) {
+        let Some(paused) = paused else { return };
+        if let Err(e) = self.consumer.resume(paused) {
+            // A partition revoked meanwhile cannot be resumed; the others are.
+            tracing::debug!(worker = self.index, error = %e, "resuming partitions");
+        }
+        metrics::gauge!(m::PARTITIONS_PAUSED, "worker" => self.index.to_string()).set(0.0);
+        tracing::info!(
+            worker = self.index,
+            "clickhouse write succeeded; partitions resumed"
+        );
     }
 }
 

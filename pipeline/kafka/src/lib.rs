@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod consumer;
+pub mod lag;
 pub mod producer;
 
 pub use producer::{Message, Publisher};

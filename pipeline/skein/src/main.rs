@@ -6,6 +6,7 @@
 //! command (`validate`, `topics apply`, `schema apply`).
 
 mod admin;
+mod lag;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -50,7 +51,12 @@ enum Command {
         #[command(subcommand)]
         action: SchemaAction,
     },
-    /// Receives spans (OTLP gRPC and HTTP) and publishes them to Kafka.
+    /// Prints consumer lag per group and partition (high watermark minus committed).
+    Lag {
+        /// Groups to show; default: the topology's ingester and aggregator groups.
+        groups: Vec<String>,
+    },
+    /// Receives spans (OTLP, Jaeger, Zipkin) and publishes them to Kafka.
     Collector,
     /// Consumes spans from Kafka and writes them to ClickHouse.
     Ingester,
@@ -116,6 +122,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             action: SchemaAction::Apply,
         } => {
             schema_apply(&topology).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Lag { groups } => {
+            lag::run(&topology, &groups).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Collector => serve(&topology, &[Role::Collector]).await,

@@ -3,8 +3,9 @@
 //! In: a trace ID. Out: every stored span of the trace, each as a
 //! `ResourceSpans` holding that one span with its resource and scope.
 //!
-//! Guarantees: spans come back exactly as they were written, duplicates of
-//! a span ID included, ordered by start time.
+//! Guarantees: spans come back exactly as they were written, ordered by
+//! start time; spans that share a span ID are all kept, while exact copies
+//! of one span (a message consumed or replayed twice) come back once.
 
 use clickhouse::Client;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
@@ -50,7 +51,12 @@ impl SpanReader {
                 op: "read trace",
                 source,
             })?;
+        // A replayed or redelivered message stores its spans again; such
+        // rows are byte-for-byte equal and collapse here. Spans that share a
+        // span ID but differ in anything are all kept.
+        let mut seen = std::collections::HashSet::new();
         rows.iter()
+            .filter(|r| seen.insert(r.span.as_slice()))
             .map(|r| Ok(skein_model::flat::unflatten(&r.span)?))
             .collect()
     }

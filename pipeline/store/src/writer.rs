@@ -82,6 +82,9 @@ impl SpanRow {
     }
 }
 
+/// The longest a batch may take to send, and then to be acknowledged.
+const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Writes spans to one database.
 #[derive(Clone)]
 pub struct SpanWriter {
@@ -111,7 +114,10 @@ impl SpanWriter {
             .client
             .insert_unescaped::<SpanRow>(&self.table)
             .await
-            .map_err(err)?;
+            .map_err(err)?
+            // A server that hangs is a server that is down: time out and
+            // let the caller retry.
+            .with_timeouts(Some(WRITE_TIMEOUT), Some(WRITE_TIMEOUT));
         for row in batch {
             insert.write(row).await.map_err(err)?;
         }
