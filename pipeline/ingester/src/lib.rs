@@ -13,6 +13,7 @@
 pub mod decode;
 pub mod lag;
 pub mod metrics;
+pub mod replay;
 mod worker;
 
 use skein_config::Topology;
@@ -29,6 +30,9 @@ pub enum Error {
     /// ClickHouse failed.
     #[error(transparent)]
     Store(#[from] skein_store::Error),
+    /// A replay cannot run as asked (a bad range, an unknown partition).
+    #[error("replay: {0}")]
+    Replay(String),
     /// A worker task panicked or was aborted.
     #[error("ingester worker {worker}: {message}")]
     Worker {
@@ -45,7 +49,7 @@ impl Error {
         match self {
             Self::Kafka(e) => e.is_retryable(),
             Self::Store(e) => e.is_retryable(),
-            Self::Worker { .. } => false,
+            Self::Worker { .. } | Self::Replay(_) => false,
         }
     }
 }

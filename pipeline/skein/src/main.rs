@@ -7,6 +7,7 @@
 
 mod admin;
 mod lag;
+mod replay;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -55,6 +56,19 @@ enum Command {
     Lag {
         /// Groups to show; default: the topology's ingester and aggregator groups.
         groups: Vec<String>,
+    },
+    /// Reads the spans topic again and writes it to ClickHouse (backfill),
+    /// by direct assignment: the live ingester group is not disturbed.
+    Replay {
+        /// Where to start in each partition: earliest, latest, an offset, or an RFC 3339 time.
+        #[arg(long)]
+        from: String,
+        /// Where to stop (exclusive): latest (default: the end seen at start), an offset, or a time.
+        #[arg(long)]
+        to: Option<String>,
+        /// Only these partitions, comma separated (e.g. 0,2,5).
+        #[arg(long)]
+        partitions: Option<String>,
     },
     /// Receives spans (OTLP, Jaeger, Zipkin) and publishes them to Kafka.
     Collector,
@@ -126,6 +140,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Lag { groups } => {
             lag::run(&topology, &groups).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Replay {
+            from,
+            to,
+            partitions,
+        } => {
+            replay::run(&topology, &from, to.as_deref(), partitions.as_deref()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Collector => serve(&topology, &[Role::Collector]).await,
