@@ -24,6 +24,7 @@ run: up build ## start skein all-in-one against the local stack, in the backgrou
 	@bash deploy/local/run-skein.sh
 
 test: up ## run unit and end-to-end tests (needs the stack, started by up)
+	cargo build --locked -p skein   # tests/ingester_processes.rs runs the binary
 	cargo test --workspace --locked
 
 lint: ## cargo fmt --check and clippy with warnings denied
