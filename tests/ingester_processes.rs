@@ -28,12 +28,13 @@ fn skein_binary() -> Result<PathBuf> {
     Ok(binary)
 }
 
-fn start_ingester(binary: &PathBuf, config: &PathBuf, log: &str) -> Result<Child> {
+fn start_ingester(binary: &PathBuf, config: &PathBuf, log: &str, admin: &str) -> Result<Child> {
     let log = std::fs::File::create(config.with_file_name(log))?;
     Command::new(binary)
         .args(["ingester", "--config"])
         .arg(config)
         .env("SKEIN_LOG", "info")
+        .env("SKEIN__ADMIN__INGESTER_HTTP", admin)
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -79,8 +80,14 @@ async fn a_killed_ingester_hands_its_partitions_to_the_survivor_and_nothing_is_l
         tokio::spawn(collector.run(shutdown.clone())),
         tokio::spawn(query.run(shutdown.clone())),
     );
-    let mut a = start_ingester(&binary, &config, "a.log")?;
-    let mut b = start_ingester(&binary, &config, "b.log")?;
+    let free = || -> Result<String> {
+        Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .to_string())
+    };
+    let b_admin = free()?;
+    let mut a = start_ingester(&binary, &config, "a.log", &free()?)?;
+    let mut b = start_ingester(&binary, &config, "b.log", &b_admin)?;
 
     let http = reqwest::Client::new();
     let send = |n: u8| {
@@ -138,6 +145,18 @@ async fn a_killed_ingester_hands_its_partitions_to_the_survivor_and_nothing_is_l
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
+    // The survivor's own admin port serves its metrics, lag included.
+    let metrics = http
+        .get(format!("http://{b_admin}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    ensure!(
+        metrics.contains("skein_ingester_spans_written_total")
+            && metrics.contains("skein_ingester_consumer_lag{"),
+        "survivor's /metrics lacks written spans or lag:\n{metrics}"
+    );
     let survivor_alive = b.try_wait()?.is_none();
     let _ = b.kill();
     let _ = b.wait();

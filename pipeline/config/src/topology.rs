@@ -408,18 +408,26 @@ impl Default for Query {
     }
 }
 
-/// The admin endpoint every role serves.
+/// The admin endpoint (`/metrics`, `/health`) every process serves, on
+/// Jaeger's admin ports: one per role when roles run alone, `http` when they
+/// run together (`all-in-one`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Admin {
-    /// Listen address of `/metrics` and `/health`. Default `0.0.0.0:14269`.
+    /// The collector's, and `all-in-one`'s. Default `0.0.0.0:14269`.
     pub http: String,
+    /// The ingester's when it runs alone. Default `0.0.0.0:14270`.
+    pub ingester_http: String,
+    /// The query service's when it runs alone. Default `0.0.0.0:16687`.
+    pub query_http: String,
 }
 
 impl Default for Admin {
     fn default() -> Self {
         Admin {
             http: "0.0.0.0:14269".to_owned(),
+            ingester_http: "0.0.0.0:14270".to_owned(),
+            query_http: "0.0.0.0:16687".to_owned(),
         }
     }
 }

@@ -205,6 +205,8 @@ pub(crate) fn validate(t: &Topology) -> Result<(), Vec<ValidationError>> {
     // query and admin
     let query = p.listen("query.http", &t.query.http);
     let admin = p.listen("admin.http", &t.admin.http);
+    let admin_ingester = p.listen("admin.ingester_http", &t.admin.ingester_http);
+    let admin_query = p.listen("admin.query_http", &t.admin.query_http);
 
     // listeners may not collide: every role can run in one process
     let listeners: Vec<_> = [
@@ -216,6 +218,8 @@ pub(crate) fn validate(t: &Topology) -> Result<(), Vec<ValidationError>> {
         sampling_http,
         query,
         admin,
+        admin_ingester,
+        admin_query,
     ]
     .into_iter()
     .flatten()

@@ -260,9 +260,14 @@ async fn serve(topology: &Topology, roles: &[Role]) -> Result<ExitCode> {
     let shutdown = CancellationToken::new();
     let metrics = admin::install_recorder()?;
     let mut tasks = tokio::task::JoinSet::new();
-    let admin_listener = tokio::net::TcpListener::bind(&topology.admin.http)
+    let (field, admin_addr) = match roles {
+        [Role::Ingester] => ("admin.ingester_http", &topology.admin.ingester_http),
+        [Role::Query] => ("admin.query_http", &topology.admin.query_http),
+        _ => ("admin.http", &topology.admin.http),
+    };
+    let admin_listener = tokio::net::TcpListener::bind(admin_addr)
         .await
-        .with_context(|| format!("binding admin.http {}", topology.admin.http))?;
+        .with_context(|| format!("binding {field} {admin_addr}"))?;
     tasks.spawn(admin::serve(admin_listener, metrics, shutdown.clone()));
     for role in roles {
         match role {
