@@ -309,7 +309,11 @@ async fn topics_and_schema_apply_are_idempotent_and_report_what_differs() -> Res
     let ch = &t.storage.clickhouse;
     let client = skein_store::client(ch);
     let applied = skein_store::schema::apply(&client, &ch.database).await?;
-    assert_eq!(applied.applied, ["001_spans.sql"]);
+    let all: Vec<&str> = skein_store::schema::MIGRATIONS
+        .iter()
+        .map(|m| m.name)
+        .collect();
+    assert_eq!(applied.applied, all);
     let version = skein_store::schema::server_version(&client).await?;
     assert_eq!(applied.capabilities.version, version);
     let second = skein_store::schema::apply(&client, &ch.database).await?;
@@ -327,10 +331,13 @@ async fn topics_and_schema_apply_are_idempotent_and_report_what_differs() -> Res
         ))
         .fetch_all()
         .await?;
-    assert_eq!(rows.len(), 1, "a migration is recorded once");
-    assert_eq!(rows[0].name, "001_spans.sql");
-    assert_eq!(rows[0].server_version, version.text);
-    assert_eq!(rows[0].modern, u8::from(applied.capabilities.modern));
+    let mut names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+    names.sort();
+    assert_eq!(names, all, "each migration is recorded once");
+    for row in &rows {
+        assert_eq!(row.server_version, version.text);
+        assert_eq!(row.modern, u8::from(applied.capabilities.modern));
+    }
     client
         .query_raw(&format!("DROP DATABASE {}", ch.database))
         .execute()
@@ -495,6 +502,60 @@ async fn exact_copies_collapse_and_same_id_spans_with_other_content_are_kept() -
         .map(|s| s["spanID"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(ids.iter().filter(|id| *id == "0000000000000004").count(), 2);
+    stack.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_and_operations_are_listed_as_jaeger_lists_them() -> Result<()> {
+    let stack = Stack::start(topology("services")).await?;
+    assert_eq!(
+        stack
+            .post_otlp_json(fixture_json("example_trace")?)
+            .await?
+            .status(),
+        200
+    );
+    stack.wait_for_trace("0000000000000011", 5, WAIT).await?;
+    let get = |path: &str| {
+        let url = stack.query_url(path);
+        async move { anyhow::Ok(reqwest::get(url).await?.json::<Value>().await?) }
+    };
+    let services = get("/api/services").await?;
+    assert_eq!(
+        services["data"],
+        serde_json::json!([
+            "example-service-1",
+            "example-service-2",
+            "example-service-3"
+        ])
+    );
+    assert_eq!(services["total"], 3);
+    let names = get("/api/services/example-service-1/operations").await?;
+    assert_eq!(
+        names["data"],
+        serde_json::json!([
+            "example-operation-1",
+            "example-operation-3",
+            "example-operation-4"
+        ])
+    );
+    let ops = get("/api/operations?service=example-service-1").await?;
+    assert_eq!(
+        ops["data"],
+        serde_json::json!([
+            {"name": "example-operation-1", "spanKind": ""},
+            {"name": "example-operation-3", "spanKind": "server"},
+            {"name": "example-operation-4", "spanKind": "client"},
+        ])
+    );
+    let servers = get("/api/operations?service=example-service-1&spanKind=server").await?;
+    assert_eq!(
+        servers["data"],
+        serde_json::json!([{"name": "example-operation-3", "spanKind": "server"}])
+    );
+    let missing = reqwest::get(stack.query_url("/api/operations")).await?;
+    assert_eq!(missing.status(), 400);
     stack.stop().await;
     Ok(())
 }

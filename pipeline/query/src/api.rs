@@ -12,6 +12,12 @@ pub(crate) fn router(reader: SpanReader) -> Router {
     Router::new()
         .route("/", get(home))
         .route("/api/traces/{trace_id}", get(trace))
+        .route("/api/services", get(services))
+        .route(
+            "/api/services/{service}/operations",
+            get(service_operations),
+        )
+        .route("/api/operations", get(operations))
         .with_state(reader)
 }
 
@@ -41,6 +47,76 @@ fn error(status: StatusCode, msg: String, trace_id: Option<String>) -> Response 
         }]),
     };
     (status, Json(body)).into_response()
+}
+
+fn store_error(e: skein_store::Error) -> Response {
+    tracing::warn!(error = %e, "reading from clickhouse failed");
+    let status = if e.is_retryable() {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::INTERNAL_SERVER_ERROR
+    };
+    error(status, e.to_string(), None)
+}
+
+/// `GET /api/services`: every service name, as Jaeger lists them.
+async fn services(State(reader): State<SpanReader>) -> Response {
+    match reader.services().await {
+        Ok(names) => {
+            let total = names.len();
+            Json(JaegerResponse::new(names, total)).into_response()
+        }
+        Err(e) => store_error(e),
+    }
+}
+
+/// `GET /api/services/{service}/operations`: the service's operation names.
+async fn service_operations(
+    State(reader): State<SpanReader>,
+    Path(service): Path<String>,
+) -> Response {
+    match reader.operations(&service, None).await {
+        Ok(ops) => {
+            let mut names: Vec<String> = ops.into_iter().map(|o| o.name).collect();
+            names.dedup();
+            let total = names.len();
+            Json(JaegerResponse::new(names, total)).into_response()
+        }
+        Err(e) => store_error(e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct OperationsQuery {
+    service: Option<String>,
+    #[serde(rename = "spanKind")]
+    span_kind: Option<String>,
+}
+
+/// `GET /api/operations?service=&spanKind=`: operations with their kind.
+async fn operations(
+    State(reader): State<SpanReader>,
+    axum::extract::Query(q): axum::extract::Query<OperationsQuery>,
+) -> Response {
+    let Some(service) = q.service.filter(|s| !s.is_empty()) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "parameter 'service' is required".into(),
+            None,
+        );
+    };
+    let kind = q.span_kind.as_deref().filter(|k| !k.is_empty());
+    match reader.operations(&service, kind).await {
+        Ok(ops) => {
+            let data: Vec<serde_json::Value> = ops
+                .into_iter()
+                .map(|o| serde_json::json!({ "name": o.name, "spanKind": o.span_kind }))
+                .collect();
+            let total = data.len();
+            Json(JaegerResponse::new(data, total)).into_response()
+        }
+        Err(e) => store_error(e),
+    }
 }
 
 async fn trace(State(reader): State<SpanReader>, Path(raw): Path<String>) -> Response {

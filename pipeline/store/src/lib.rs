@@ -13,7 +13,7 @@ pub mod reader;
 pub mod schema;
 pub mod writer;
 
-pub use reader::SpanReader;
+pub use reader::{Operation, SpanReader};
 pub use schema::{Capabilities, ServerVersion};
 pub use writer::{SpanRow, SpanWriter};
 

@@ -26,7 +26,70 @@ struct EncodedSpan {
     span: Vec<u8>,
 }
 
+/// An operation: a span name and its kind, within one service.
+#[derive(Debug, Clone, PartialEq, Eq, clickhouse::Row, Deserialize)]
+pub struct Operation {
+    /// The span name.
+    pub name: String,
+    /// The span kind, lowercase, empty when unspecified.
+    pub span_kind: String,
+}
+
+#[derive(Debug, clickhouse::Row, Deserialize)]
+struct Name {
+    name: String,
+}
+
 impl SpanReader {
+    /// Every service that has stored spans, sorted.
+    pub async fn services(&self) -> Result<Vec<String>> {
+        let rows = self
+            .client
+            .query(&format!(
+                "SELECT DISTINCT service_name AS name FROM {}.operations ORDER BY name",
+                self.database
+            ))
+            .fetch_all::<Name>()
+            .await
+            .map_err(|source| Error::ClickHouse {
+                op: "read services",
+                source,
+            })?;
+        Ok(rows.into_iter().map(|r| r.name).collect())
+    }
+
+    /// The operations of `service`, of one span kind if `span_kind` is
+    /// given (`""` means unspecified), sorted by name then kind.
+    pub async fn operations(
+        &self,
+        service: &str,
+        span_kind: Option<&str>,
+    ) -> Result<Vec<Operation>> {
+        let kind_filter = if span_kind.is_some() {
+            " AND span_kind = ?"
+        } else {
+            ""
+        };
+        let mut query = self
+            .client
+            .query(&format!(
+                "SELECT DISTINCT span_name AS name, span_kind FROM {}.operations \
+                 WHERE service_name = ?{kind_filter} ORDER BY name, span_kind",
+                self.database
+            ))
+            .bind(service);
+        if let Some(kind) = span_kind {
+            query = query.bind(kind);
+        }
+        query
+            .fetch_all::<Operation>()
+            .await
+            .map_err(|source| Error::ClickHouse {
+                op: "read operations",
+                source,
+            })
+    }
+
     /// A reader of `database`.
     pub fn new(client: Client, database: &str) -> Self {
         Self {

@@ -26,11 +26,18 @@ pub struct Migration {
 }
 
 /// Every migration, in order.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "001_spans.sql",
-    sql: include_str!("../../../schemas/clickhouse/001_spans.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "001_spans.sql",
+        sql: include_str!("../../../schemas/clickhouse/001_spans.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "002_operations.sql",
+        sql: include_str!("../../../schemas/clickhouse/002_operations.sql"),
+    },
+];
 
 /// A ClickHouse server version, as `SELECT version()` reports it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -259,6 +266,22 @@ mod tests {
             );
         }
         assert!(!new.contains("{{"));
+    }
+
+    #[test]
+    fn every_migration_renders_completely_for_both_kinds_of_server() {
+        for m in MIGRATIONS {
+            for v in ["18.16.1", "26.1.1"] {
+                let sql = statements(&render(m.sql, &caps(v), "db1")).join("\n");
+                assert!(!sql.contains("{{"), "{} for {v}:\n{sql}", m.name);
+                assert!(sql.contains("db1."), "{}", m.name);
+            }
+        }
+        let versions: Vec<u32> = MIGRATIONS.iter().map(|m| m.version).collect();
+        assert!(
+            versions.windows(2).all(|w| w[0] < w[1]),
+            "increasing: {versions:?}"
+        );
     }
 
     #[test]

@@ -1,0 +1,31 @@
+-- Services and operations (with span kind) per day, so the query API lists
+-- them without scanning spans. Filled by a materialized view on every insert
+-- into spans; the INSERT below backfills what spans held before this
+-- migration. ReplacingMergeTree collapses repeats in the background and the
+-- reader asks for DISTINCT, so repeats never show.
+CREATE TABLE IF NOT EXISTS {{database}}.operations
+(
+    service_name {{lc_string}},
+    span_name {{lc_string}},
+    span_kind {{lc_string}},
+    day Date
+)
+ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(day)
+ORDER BY (service_name, span_kind, span_name, day);
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS {{database}}.operations_mv TO {{database}}.operations AS
+SELECT
+    service_name,
+    span_name,
+    span_kind,
+    toDate(toDateTime(intDiv(start_unix_nano, 1000000000))) AS day
+FROM {{database}}.spans;
+
+INSERT INTO {{database}}.operations
+SELECT DISTINCT
+    service_name,
+    span_name,
+    span_kind,
+    toDate(toDateTime(intDiv(start_unix_nano, 1000000000))) AS day
+FROM {{database}}.spans
