@@ -559,3 +559,84 @@ async fn services_and_operations_are_listed_as_jaeger_lists_them() -> Result<()>
     stack.stop().await;
     Ok(())
 }
+
+/// The conformance suite's big traces: the example's first span copied
+/// `n` times, each copy with its own span ID (or, every `reuse_every`th,
+/// the original's) and its start moved by i seconds.
+fn copies(n: usize, reuse_every: Option<usize>) -> Result<TracesData> {
+    let mut data = fixture("example_trace")?;
+    data.resource_spans.truncate(1);
+    let original = data.resource_spans[0].scope_spans[0].spans[0].clone();
+    let spans = &mut data.resource_spans[0].scope_spans[0].spans;
+    spans.clear();
+    for i in 0..n {
+        let mut span = original.clone();
+        span.trace_id = vec![0xee; 16];
+        let reuse = reuse_every.is_some_and(|k| i % k == 0);
+        if !reuse {
+            span.span_id = (i as u64 + 1_000_000).to_be_bytes().to_vec();
+        }
+        span.start_time_unix_nano += i as u64 * 1_000_000_000;
+        span.end_time_unix_nano += i as u64 * 1_000_000_000;
+        spans.push(span);
+    }
+    Ok(data)
+}
+
+async fn post_protobuf(stack: &Stack, data: &TracesData) -> Result<()> {
+    let body = ExportTraceServiceRequest {
+        resource_spans: data.resource_spans.clone(),
+    }
+    .encode_to_vec();
+    let response = reqwest::Client::new()
+        .post(stack.traces_url())
+        .header("content-type", "application/x-protobuf")
+        .body(body)
+        .send()
+        .await?;
+    anyhow::ensure!(
+        response.status() == 200,
+        "collector answered {}",
+        response.status()
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trace_of_10008_spans_comes_back_whole() -> Result<()> {
+    let stack = Stack::start(topology("big_trace")).await?;
+    post_protobuf(&stack, &copies(10_008, None)?).await?;
+    let answer = stack
+        .wait_for_trace(&"ee".repeat(16), 10_008, Duration::from_secs(120))
+        .await?;
+    let ids: std::collections::BTreeSet<_> = answer["data"][0]["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["spanID"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 10_008, "every copy has its own span ID");
+    stack.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_reusing_a_span_id_are_all_kept() -> Result<()> {
+    let stack = Stack::start(topology("dup_ids")).await?;
+    post_protobuf(&stack, &copies(200, Some(20))?).await?;
+    let answer = stack
+        .wait_for_trace(&"ee".repeat(16), 200, Duration::from_secs(90))
+        .await?;
+    let original = answer["data"][0]["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["spanID"] == "0000000000000004") // the first span of the fixture
+        .count();
+    assert_eq!(
+        original, 10,
+        "every 20th of 200 copies reuses the original span ID"
+    );
+    stack.stop().await;
+    Ok(())
+}

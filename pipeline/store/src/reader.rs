@@ -36,6 +36,13 @@ pub struct Operation {
 }
 
 #[derive(Debug, clickhouse::Row, Deserialize)]
+struct Bounds {
+    n: u64,
+    first: u64,
+    last: u64,
+}
+
+#[derive(Debug, clickhouse::Row, Deserialize)]
 struct Name {
     name: String,
 }
@@ -99,15 +106,42 @@ impl SpanReader {
     }
 
     /// Every span of the trace `trace_id` (32 lowercase hex characters);
-    /// empty when the trace is unknown.
+    /// empty when the trace is unknown. The trace's time bounds are looked
+    /// up first, so only the day partitions it lies in are read.
     pub async fn trace(&self, trace_id: &str) -> Result<Vec<ResourceSpans>> {
-        let rows = self
+        let bounds = self
             .client
             .query(&format!(
-                "SELECT span FROM {}.spans WHERE trace_id = ? ORDER BY start_unix_nano, span_id",
+                "SELECT count() AS n, min(first_start_unix_nano) AS first, \
+                 max(last_start_unix_nano) AS last FROM {}.trace_bounds WHERE trace_id = ?",
                 self.database
             ))
             .bind(trace_id)
+            .fetch_one::<Bounds>()
+            .await
+            .map_err(|source| Error::ClickHouse {
+                op: "read trace bounds",
+                source,
+            })?;
+        if bounds.n == 0 {
+            return Ok(Vec::new());
+        }
+        // Whole seconds around the bounds, on the partition key's column.
+        let (from, to) = (
+            bounds.first / 1_000_000_000,
+            bounds.last / 1_000_000_000 + 1,
+        );
+        let rows = self
+            .client
+            .query(&format!(
+                "SELECT span FROM {}.spans WHERE trace_id = ? \
+                 AND timestamp >= toDateTime(?) AND timestamp <= toDateTime(?) \
+                 ORDER BY start_unix_nano, span_id",
+                self.database
+            ))
+            .bind(trace_id)
+            .bind(from)
+            .bind(to)
             .fetch_all::<EncodedSpan>()
             .await
             .map_err(|source| Error::ClickHouse {

@@ -37,6 +37,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "002_operations.sql",
         sql: include_str!("../../../schemas/clickhouse/002_operations.sql"),
     },
+    Migration {
+        version: 3,
+        name: "003_trace_bounds.sql",
+        sql: include_str!("../../../schemas/clickhouse/003_trace_bounds.sql"),
+    },
 ];
 
 /// A ClickHouse server version, as `SELECT version()` reports it.
