@@ -14,7 +14,7 @@ use opentelemetry_proto::tonic::trace::v1::TracesData;
 use prost::Message;
 use serde_json::Value;
 use skein_model::jaeger;
-use skein_tests::{fixture, fixture_json, topology, Stack};
+use skein_tests::{fixture, fixture_in_trace, fixture_json, topology, Stack};
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -133,15 +133,8 @@ async fn typed_attributes_survive_protobuf_and_gzip() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_export_rejects_a_malformed_span_and_keeps_its_neighbours() -> Result<()> {
     let stack = Stack::start(topology("grpc_partial")).await?;
-    let mut sent = fixture("example_trace")?;
-    // Give the trace its own ID, and break one span's ID.
-    for rs in &mut sent.resource_spans {
-        for ss in &mut rs.scope_spans {
-            for span in &mut ss.spans {
-                span.trace_id = vec![0xab; 16];
-            }
-        }
-    }
+    // The trace gets its own ID, and one span a broken ID.
+    let mut sent = fixture_in_trace("example_trace", 0xab)?;
     sent.resource_spans[0].scope_spans[0].spans[0].span_id = vec![1, 2, 3];
     let mut client = TraceServiceClient::connect(format!("http://{}", stack.otlp_grpc)).await?;
     let response = client
@@ -466,14 +459,7 @@ async fn an_undecodable_grpc_request_is_invalid_argument() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exact_copies_collapse_and_same_id_spans_with_other_content_are_kept() -> Result<()> {
     let stack = Stack::start(topology("dedupe")).await?;
-    let mut sent = fixture("example_trace")?;
-    for rs in &mut sent.resource_spans {
-        for ss in &mut rs.scope_spans {
-            for span in &mut ss.spans {
-                span.trace_id = vec![0xdd; 16];
-            }
-        }
-    }
+    let sent = fixture_in_trace("example_trace", 0xdd)?;
     let body = serde_json::to_string(&sent)?;
     // The same request twice (a client retry, a redelivery): 5 spans, not 10.
     for _ in 0..2 {

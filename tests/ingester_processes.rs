@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use skein_tests::{fixture, topology};
+use skein_tests::{fixture_in_trace, topology};
 use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -94,14 +94,7 @@ async fn a_killed_ingester_hands_its_partitions_to_the_survivor_and_nothing_is_l
         let http = http.clone();
         let url = url.clone();
         async move {
-            let mut data = fixture("example_trace")?;
-            for rs in &mut data.resource_spans {
-                for ss in &mut rs.scope_spans {
-                    for span in &mut ss.spans {
-                        span.trace_id = vec![n; 16];
-                    }
-                }
-            }
+            let data = fixture_in_trace("example_trace", n)?;
             let r = http
                 .post(&url)
                 .header("content-type", "application/json")

@@ -209,6 +209,21 @@ pub fn fixture_json(name: &str) -> Result<String> {
     Ok(value.to_string())
 }
 
+/// A fixture with every span moved into the trace `[byte; 16]`, so that a
+/// test can send it several times as distinct traces.
+pub fn fixture_in_trace(name: &str, byte: u8) -> Result<TracesData> {
+    let mut data = fixture(name)?;
+    for span in data
+        .resource_spans
+        .iter_mut()
+        .flat_map(|rs| &mut rs.scope_spans)
+        .flat_map(|ss| &mut ss.spans)
+    {
+        span.trace_id = vec![byte; 16];
+    }
+    Ok(data)
+}
+
 /// The same fixture, parsed.
 pub fn fixture(name: &str) -> Result<TracesData> {
     Ok(serde_json::from_str(&fixture_json(name)?)?)

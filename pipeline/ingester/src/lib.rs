@@ -57,6 +57,15 @@ impl Error {
 /// The ingester's result.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// How ClickHouse writes are retried: from 100 ms, doubling, to 10 s
+/// between attempts, for as long as the error is retryable.
+pub(crate) fn write_backoff() -> backon::ExponentialBuilder {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(std::time::Duration::from_millis(100))
+        .with_max_delay(std::time::Duration::from_secs(10))
+        .without_max_times()
+}
+
 /// How often consumer lag is measured for `/metrics`.
 const LAG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 

@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use backon::{ExponentialBuilder, Retryable};
+use backon::Retryable;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Message as _, Offset, TopicPartitionList};
@@ -625,10 +625,7 @@ impl Run {
             let write = || writer.write(rows);
             write
                 .retry(
-                    ExponentialBuilder::default()
-                        .with_min_delay(Duration::from_millis(100))
-                        .with_max_delay(Duration::from_secs(10))
-                        .without_max_times(),
+                    crate::write_backoff(),
                 )
                 .when(|e: &skein_store::Error| e.is_retryable())
                 .notify(|e, wait| {

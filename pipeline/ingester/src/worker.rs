@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use backon::{ExponentialBuilder, Retryable};
+use backon::Retryable;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::OwnedMessage;
 use rdkafka::{Message as _, Offset, TopicPartitionList};
@@ -227,12 +227,7 @@ impl Worker {
             let rows = &batch.rows[source.rows.clone()];
             let write = || self.writer.write(rows);
             let result = write
-                .retry(
-                    ExponentialBuilder::default()
-                        .with_min_delay(Duration::from_millis(100))
-                        .with_max_delay(Duration::from_secs(10))
-                        .with_max_times(10),
-                )
+                .retry(crate::write_backoff().with_max_times(10))
                 .when(|e: &skein_store::Error| e.is_retryable())
                 .await;
             if let Err(e) = result {
@@ -263,10 +258,7 @@ impl Worker {
             let write = || self.writer.write(&batch.rows);
             let retrying = write
                 .retry(
-                    ExponentialBuilder::default()
-                        .with_min_delay(Duration::from_millis(100))
-                        .with_max_delay(Duration::from_secs(10))
-                        .without_max_times(),
+                    crate::write_backoff(),
                 )
                 .when(|e: &skein_store::Error| e.is_retryable())
                 .notify(|e, wait| {
