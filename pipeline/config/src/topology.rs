@@ -346,18 +346,77 @@ impl Sampling {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Ingester {
-    /// Number of workers in the pool; partitions are shared among them.
-    /// Default 2.
+    /// Size of the write pool: every assigned partition has a worker of its
+    /// own, and at most this many of them write to ClickHouse at once.
+    /// Default 4.
     pub workers: usize,
     /// When a worker flushes its batch to ClickHouse.
     pub batch: Batch,
+    /// What the ingester adds to and normalises in every span.
+    pub enrichment: Enrichment,
 }
 
 impl Default for Ingester {
     fn default() -> Self {
         Ingester {
-            workers: 2,
+            workers: 4,
             batch: Batch::default(),
+            enrichment: Enrichment::default(),
+        }
+    }
+}
+
+/// What the ingester derives from each span before storing it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Enrichment {
+    /// Trim service and operation names and collapse runs of whitespace.
+    /// Default true.
+    pub normalise_names: bool,
+    /// Lowercase service names. Default false.
+    pub lowercase_services: bool,
+    /// Longest service or operation name kept, in bytes; longer ones are
+    /// cut at a character boundary. Default 256.
+    pub max_name_bytes: usize,
+    /// Mark a span as an error when its status is ERROR, when
+    /// `http.response.status_code` (or `http.status_code`) is 5xx on any
+    /// span, or 4xx on a client span, and when `rpc.grpc.status_code` is
+    /// an error code for its kind (as the OpenTelemetry semantic
+    /// conventions say). Default true.
+    pub error_from_attributes: bool,
+    /// Attributes that name the remote peer of a client or producer span,
+    /// in order of preference; the first present becomes `peer.service`
+    /// unless the span sets `peer.service` itself. Empty turns inference off.
+    pub peer_service_from: Vec<String>,
+    /// Kafka header whose value is the span's tenant; empty: no tenants.
+    /// Default `skein-tenant`.
+    pub tenant_header: String,
+    /// Tenant of spans whose message lacks the header. Default empty.
+    pub default_tenant: String,
+}
+
+impl Default for Enrichment {
+    fn default() -> Self {
+        Enrichment {
+            normalise_names: true,
+            lowercase_services: false,
+            max_name_bytes: 256,
+            error_from_attributes: true,
+            peer_service_from: [
+                "peer.service",
+                "db.system.name",
+                "db.system",
+                "messaging.system",
+                "rpc.service",
+                "server.address",
+                "net.peer.name",
+                "network.peer.address",
+                "http.host",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+            tenant_header: "skein-tenant".to_owned(),
+            default_tenant: String::new(),
         }
     }
 }
@@ -433,11 +492,24 @@ impl Default for Admin {
 }
 
 /// Where spans are stored.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Storage {
     /// The ClickHouse server and database.
     pub clickhouse: ClickHouse,
+    /// Days spans are kept, counted from their start; 0 keeps them
+    /// forever. Enforced by TTL on servers that have it and by dropping
+    /// whole day partitions on those that do not. Default 7.
+    pub retention_days: u32,
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Storage {
+            clickhouse: ClickHouse::default(),
+            retention_days: 7,
+        }
+    }
 }
 
 /// A ClickHouse server, reached over its HTTP interface.
@@ -497,7 +569,7 @@ mod tests {
         assert_eq!(t.groups.aggregator, "skein-aggregator");
         assert_eq!(t.collector.max_request_bytes, 16 << 20);
         assert_eq!(t.collector.publish_timeout(), Duration::from_secs(30));
-        assert_eq!(t.ingester.workers, 2);
+        assert_eq!(t.ingester.workers, 4);
         assert_eq!(t.ingester.batch.max_bytes, 8 << 20);
         assert_eq!(t.ingester.batch.linger(), Duration::from_secs(1));
         assert_eq!(t.query.http, "0.0.0.0:16686");

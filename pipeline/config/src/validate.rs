@@ -201,6 +201,15 @@ pub(crate) fn validate(t: &Topology) -> Result<(), Vec<ValidationError>> {
             format!("must be at most {MAX_LINGER_MS}, got {}", batch.linger_ms),
         );
     }
+    let enrichment = &t.ingester.enrichment;
+    p.at_least(
+        "ingester.enrichment.max_name_bytes",
+        enrichment.max_name_bytes,
+        16,
+    );
+    for (i, key) in enrichment.peer_service_from.iter().enumerate() {
+        p.not_blank(&format!("ingester.enrichment.peer_service_from[{i}]"), key);
+    }
 
     // query and admin
     let query = p.listen("query.http", &t.query.http);
