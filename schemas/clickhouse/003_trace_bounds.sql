@@ -1,8 +1,9 @@
--- The first and last span start of each trace, so that fetching a trace by
--- ID reads only the day partitions it lies in. A materialized view adds a
+-- The first and last span start of each trace, so that fetching traces by
+-- ID reads only the day partitions they lie in. A materialized view adds a
 -- row per trace per insert; the reader takes min and max over them. Rows
 -- are few (one per trace per batch) and ordered by trace_id, so the lookup
--- reads a handful of granules.
+-- reads a handful of granules. Partitioned by the day of the first start,
+-- like spans, so retention drops both together.
 CREATE TABLE IF NOT EXISTS {{database}}.trace_bounds
 (
     trace_id String{{codec_zstd}},
@@ -11,8 +12,9 @@ CREATE TABLE IF NOT EXISTS {{database}}.trace_bounds
     day Date
 )
 ENGINE = MergeTree
-PARTITION BY toYYYYMM(day)
-ORDER BY (trace_id, day);
+PARTITION BY day
+ORDER BY (trace_id, day)
+SETTINGS index_granularity = 8192{{ttl_only_drop_parts}};
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS {{database}}.trace_bounds_mv TO {{database}}.trace_bounds AS
 SELECT
@@ -23,7 +25,7 @@ SELECT
 FROM {{database}}.spans
 GROUP BY trace_id;
 
-INSERT INTO {{database}}.trace_bounds
+INSERT INTO {{database}}.trace_bounds (trace_id, first_start_unix_nano, last_start_unix_nano, day)
 SELECT
     trace_id,
     min(start_unix_nano),

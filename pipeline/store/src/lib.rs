@@ -1,19 +1,26 @@
-//! ClickHouse: schema and migrations, the span writer, and the span reader.
+//! ClickHouse: schema and migrations, the span writer, the span reader and
+//! retention.
 //!
-//! In: flattened spans from the ingester ([`SpanWriter::write`]) and trace
-//! IDs from the query service ([`SpanReader::trace`]). Out: rows in
-//! ClickHouse, and spans read back exactly as they were written.
+//! In: flattened spans from the ingester ([`SpanWriter::write`],
+//! [`SpanWriter::write_with_token`]), searches and trace IDs from the query
+//! service ([`SpanReader::search`], [`SpanReader::traces`]), a retention in
+//! days ([`retention::apply`]). Out: rows in ClickHouse, trace IDs, spans
+//! read back exactly as they were written, expired data removed.
 //!
 //! Guarantees: [`schema::apply`] is idempotent and safe to run from several
 //! processes at once; it reads the server's version and fills the migrations
 //! in for it (modern features on modern servers, plain types on old ones).
 //! A write returns only once ClickHouse has acknowledged the whole batch.
+//! Exact copies of a span are stored at most until the next merge and are
+//! never returned twice.
 
 pub mod reader;
+pub mod retention;
 pub mod schema;
 pub mod writer;
 
-pub use reader::{Operation, SpanReader};
+pub use reader::{Operation, SpanReader, TraceQuery};
+pub use retention::RetentionReport;
 pub use schema::{Capabilities, ServerVersion};
 pub use writer::{SpanRow, SpanWriter};
 

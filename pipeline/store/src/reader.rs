@@ -1,11 +1,16 @@
-//! The span reader: traces back out of `spans`.
+//! The span reader: searches over `span_index`, traces back out of `spans`.
 //!
-//! In: a trace ID. Out: every stored span of the trace, each as a
-//! `ResourceSpans` holding that one span with its resource and scope.
+//! In: a [`TraceQuery`], or trace IDs. Out: the IDs of the matching traces,
+//! newest first; every stored span of a trace, each as a `ResourceSpans`
+//! holding that one span with its resource and scope.
 //!
 //! Guarantees: spans come back exactly as they were written, ordered by
 //! start time; spans that share a span ID are all kept, while exact copies
-//! of one span (a message consumed or replayed twice) come back once.
+//! of one span (a message consumed or replayed twice, not merged yet) come
+//! back once. A search matches a trace when one of its spans meets every
+//! condition at once.
+
+use std::collections::{HashMap, HashSet};
 
 use clickhouse::Client;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
@@ -21,7 +26,8 @@ pub struct SpanReader {
 }
 
 #[derive(Debug, clickhouse::Row, Deserialize)]
-struct EncodedSpan {
+struct TraceSpan {
+    trace_id: String,
     #[serde(with = "serde_bytes")]
     span: Vec<u8>,
 }
@@ -109,14 +115,62 @@ impl SpanReader {
     /// empty when the trace is unknown. The trace's time bounds are looked
     /// up first, so only the day partitions it lies in are read.
     pub async fn trace(&self, trace_id: &str) -> Result<Vec<ResourceSpans>> {
-        let bounds = self
-            .client
-            .query(&format!(
-                "SELECT count() AS n, min(first_start_unix_nano) AS first, \
-                 max(last_start_unix_nano) AS last FROM {}.trace_bounds WHERE trace_id = ?",
-                self.database
-            ))
-            .bind(trace_id)
+        let mut traces = self.traces(&[trace_id.to_owned()], None).await?;
+        Ok(traces.pop().unwrap_or_default())
+    }
+
+    /// The spans of each trace of `trace_ids`, in the same order (empty for
+    /// an unknown trace), of `tenant` only if given. One lookup of the
+    /// traces' time bounds and one read of spans per
+    /// [`TRACES_PER_QUERY`] IDs, limited to the day partitions the traces
+    /// lie in.
+    pub async fn traces(
+        &self,
+        trace_ids: &[String],
+        tenant: Option<&str>,
+    ) -> Result<Vec<Vec<ResourceSpans>>> {
+        let mut found: HashMap<String, Vec<ResourceSpans>> = HashMap::new();
+        let mut unique: Vec<&str> = trace_ids.iter().map(String::as_str).collect();
+        unique.sort_unstable();
+        unique.dedup();
+        for chunk in unique.chunks(TRACES_PER_QUERY) {
+            self.read_traces(chunk, tenant, &mut found).await?;
+        }
+        // Moved out on an ID's last mention, copied only for repeats.
+        let mut left: HashMap<&str, usize> = HashMap::new();
+        for id in trace_ids {
+            *left.entry(id).or_default() += 1;
+        }
+        Ok(trace_ids
+            .iter()
+            .map(|id| {
+                let n = left.get_mut(id.as_str()).expect("counted");
+                *n -= 1;
+                if *n == 0 {
+                    found.remove(id).unwrap_or_default()
+                } else {
+                    found.get(id).cloned().unwrap_or_default()
+                }
+            })
+            .collect())
+    }
+
+    async fn read_traces(
+        &self,
+        ids: &[&str],
+        tenant: Option<&str>,
+        found: &mut HashMap<String, Vec<ResourceSpans>>,
+    ) -> Result<()> {
+        let list = placeholders(ids.len());
+        let mut bounds = self.client.query(&format!(
+            "SELECT count() AS n, min(first_start_unix_nano) AS first, \
+             max(last_start_unix_nano) AS last FROM {}.trace_bounds WHERE trace_id IN ({list})",
+            self.database
+        ));
+        for id in ids {
+            bounds = bounds.bind(*id);
+        }
+        let bounds = bounds
             .fetch_one::<Bounds>()
             .await
             .map_err(|source| Error::ClickHouse {
@@ -124,37 +178,267 @@ impl SpanReader {
                 source,
             })?;
         if bounds.n == 0 {
-            return Ok(Vec::new());
+            return Ok(());
         }
         // Whole seconds around the bounds, on the partition key's column.
         let (from, to) = (
             bounds.first / 1_000_000_000,
             bounds.last / 1_000_000_000 + 1,
         );
-        let rows = self
-            .client
-            .query(&format!(
-                "SELECT span FROM {}.spans WHERE trace_id = ? \
-                 AND timestamp >= toDateTime(?) AND timestamp <= toDateTime(?) \
-                 ORDER BY start_unix_nano, span_id",
-                self.database
-            ))
-            .bind(trace_id)
-            .bind(from)
-            .bind(to)
-            .fetch_all::<EncodedSpan>()
+        let tenant_filter = if tenant.is_some() {
+            " AND tenant = ?"
+        } else {
+            ""
+        };
+        let mut query = self.client.query(&format!(
+            "SELECT trace_id, span FROM {}.spans WHERE trace_id IN ({list}) \
+             AND timestamp >= toDateTime(?) AND timestamp <= toDateTime(?){tenant_filter} \
+             ORDER BY trace_id, start_unix_nano, span_id",
+            self.database
+        ));
+        for id in ids {
+            query = query.bind(*id);
+        }
+        query = query.bind(from).bind(to);
+        if let Some(tenant) = tenant {
+            query = query.bind(tenant);
+        }
+        let rows = query
+            .fetch_all::<TraceSpan>()
             .await
             .map_err(|source| Error::ClickHouse {
-                op: "read trace",
+                op: "read traces",
                 source,
             })?;
-        // A replayed or redelivered message stores its spans again; such
-        // rows are byte-for-byte equal and collapse here. Spans that share a
-        // span ID but differ in anything are all kept.
-        let mut seen = std::collections::HashSet::new();
-        rows.iter()
-            .filter(|r| seen.insert(r.span.as_slice()))
-            .map(|r| Ok(skein_model::flat::unflatten(&r.span)?))
-            .collect()
+        // A replayed or redelivered message stores its spans again; until
+        // merges collapse them such rows are byte-for-byte equal, and they
+        // collapse here. Spans that share a span ID but differ in anything
+        // are all kept.
+        let mut seen = HashSet::new();
+        for row in &rows {
+            if seen.insert((row.trace_id.as_str(), row.span.as_slice())) {
+                found
+                    .entry(row.trace_id.clone())
+                    .or_default()
+                    .push(skein_model::flat::unflatten(&row.span)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// The IDs of the traces that have a span matching `query`, newest
+    /// first (by their newest matching span), at most `query.limit` of them
+    /// (all when 0).
+    pub async fn search(&self, query: &TraceQuery) -> Result<Vec<String>> {
+        let (sql, args) = search_sql(&self.database, query);
+        let mut q = self.client.query(&sql);
+        for arg in args {
+            q = match arg {
+                Arg::Text(s) => q.bind(s),
+                Arg::Number(n) => q.bind(n),
+            };
+        }
+        q.fetch_all::<String>()
+            .await
+            .map_err(|source| Error::ClickHouse {
+                op: "search traces",
+                source,
+            })
+    }
+}
+
+/// How many trace IDs one read of [`SpanReader::traces`] asks for.
+pub const TRACES_PER_QUERY: usize = 500;
+
+/// `?, ?, ...`, `n` times.
+fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
+/// A search for traces, as Jaeger's UI and API ask for them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TraceQuery {
+    /// The service a matching span belongs to; required.
+    pub service_name: String,
+    /// The matching span's name (Jaeger's operation), if given.
+    pub operation_name: Option<String>,
+    /// The matching span's kind (`server`, `client`, ..., `""` for
+    /// unspecified), if given.
+    pub span_kind: Option<String>,
+    /// Attributes the matching span must all have, each key with exactly
+    /// this value as text (numbers and bools as their literals), among the
+    /// span's, its resource's, scope's, events' and links' attributes.
+    /// `error` = `true` also matches a span marked as an error.
+    pub tags: Vec<(String, String)>,
+    /// Earliest start of the matching span, ns since the epoch; 0: no bound.
+    pub start_min: u64,
+    /// Latest start of the matching span, ns since the epoch; 0: no bound.
+    pub start_max: u64,
+    /// Shortest duration of the matching span, ns, inclusive.
+    pub duration_min: Option<u64>,
+    /// Longest duration of the matching span, ns, inclusive.
+    pub duration_max: Option<u64>,
+    /// At most this many traces; 0: no limit.
+    pub limit: usize,
+    /// Only spans of this tenant, if given.
+    pub tenant: Option<String>,
+}
+
+/// A bound value of a query, in the order of its `?`s.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Arg {
+    Text(String),
+    Number(u64),
+}
+
+/// The SQL of a search and its bound values.
+fn search_sql(database: &str, q: &TraceQuery) -> (String, Vec<Arg>) {
+    let mut sql = format!("SELECT trace_id FROM {database}.span_index WHERE service_name = ?");
+    let mut args = vec![Arg::Text(q.service_name.clone())];
+    let mut cond = |sql_part: &str, values: Vec<Arg>| {
+        sql.push_str(" AND ");
+        sql.push_str(sql_part);
+        args.extend(values);
+    };
+    if let Some(tenant) = &q.tenant {
+        cond("tenant = ?", vec![Arg::Text(tenant.clone())]);
+    }
+    if let Some(name) = &q.operation_name {
+        cond("span_name = ?", vec![Arg::Text(name.clone())]);
+    }
+    if let Some(kind) = &q.span_kind {
+        cond("span_kind = ?", vec![Arg::Text(kind.clone())]);
+    }
+    // The exact bound on start, and whole seconds around it on timestamp,
+    // the partition key's column, so that only the right days are read.
+    if q.start_min > 0 {
+        cond(
+            "start_unix_nano >= ? AND timestamp >= toDateTime(?)",
+            vec![
+                Arg::Number(q.start_min),
+                Arg::Number(q.start_min / 1_000_000_000),
+            ],
+        );
+    }
+    if q.start_max > 0 {
+        cond(
+            "start_unix_nano <= ? AND timestamp <= toDateTime(?)",
+            vec![
+                Arg::Number(q.start_max),
+                Arg::Number(q.start_max / 1_000_000_000 + 1),
+            ],
+        );
+    }
+    if let Some(min) = q.duration_min {
+        cond("duration_nano >= ?", vec![Arg::Number(min)]);
+    }
+    if let Some(max) = q.duration_max {
+        cond("duration_nano <= ?", vec![Arg::Number(max)]);
+    }
+    for (key, value) in &q.tags {
+        // has() on each array lets bloom filters skip granules; the pair
+        // must still be one attribute.
+        let pair = "(has(attribute_keys, ?) AND has(attribute_values, ?) AND \
+                    arrayExists((k, v) -> k = ? AND v = ?, attribute_keys, attribute_values))";
+        let values = vec![
+            Arg::Text(key.clone()),
+            Arg::Text(value.clone()),
+            Arg::Text(key.clone()),
+            Arg::Text(value.clone()),
+        ];
+        if key == "error" && value == "true" {
+            cond(&format!("(error = 1 OR {pair})"), values);
+        } else {
+            cond(pair, values);
+        }
+    }
+    sql.push_str(" GROUP BY trace_id ORDER BY max(start_unix_nano) DESC, trace_id");
+    if q.limit > 0 {
+        sql.push_str(&format!(" LIMIT {}", q.limit));
+    }
+    (sql, args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query() -> TraceQuery {
+        TraceQuery {
+            service_name: "svc".into(),
+            limit: 20,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_bare_search_filters_on_the_service_only() {
+        let (sql, args) = search_sql("db", &query());
+        assert_eq!(
+            sql,
+            "SELECT trace_id FROM db.span_index WHERE service_name = ? \
+             GROUP BY trace_id ORDER BY max(start_unix_nano) DESC, trace_id LIMIT 20"
+        );
+        assert_eq!(args, [Arg::Text("svc".into())]);
+        let (unlimited, _) = search_sql(
+            "db",
+            &TraceQuery {
+                limit: 0,
+                ..query()
+            },
+        );
+        assert!(!unlimited.contains("LIMIT"), "{unlimited}");
+    }
+
+    #[test]
+    fn every_condition_binds_its_values_in_order() {
+        let q = TraceQuery {
+            operation_name: Some("op".into()),
+            span_kind: Some("server".into()),
+            tenant: Some("t1".into()),
+            tags: vec![("k".into(), "1".into())],
+            start_min: 5_500_000_000,
+            start_max: 9_500_000_000,
+            duration_min: Some(10),
+            duration_max: Some(20),
+            ..query()
+        };
+        let (sql, args) = search_sql("db", &q);
+        assert_eq!(sql.matches('?').count(), args.len(), "{sql}");
+        for part in [
+            "tenant = ?",
+            "span_name = ?",
+            "span_kind = ?",
+            "start_unix_nano >= ? AND timestamp >= toDateTime(?)",
+            "start_unix_nano <= ? AND timestamp <= toDateTime(?)",
+            "duration_nano >= ?",
+            "duration_nano <= ?",
+            "arrayExists((k, v) -> k = ? AND v = ?, attribute_keys, attribute_values)",
+        ] {
+            assert!(sql.contains(part), "{part} missing: {sql}");
+        }
+        assert!(args.contains(&Arg::Number(5)), "seconds of start_min");
+        assert!(args.contains(&Arg::Number(10)), "seconds after start_max");
+        assert!(!sql.contains("error = 1"), "{sql}");
+    }
+
+    #[test]
+    fn error_true_also_matches_spans_marked_as_errors() {
+        let q = TraceQuery {
+            tags: vec![("error".into(), "true".into())],
+            ..query()
+        };
+        let (sql, args) = search_sql("db", &q);
+        assert!(
+            sql.contains("(error = 1 OR (has(attribute_keys, ?)"),
+            "{sql}"
+        );
+        assert_eq!(sql.matches('?').count(), args.len());
+    }
+
+    #[test]
+    fn placeholders_are_comma_separated() {
+        assert_eq!(placeholders(3), "?, ?, ?");
+        assert_eq!(placeholders(1), "?");
     }
 }

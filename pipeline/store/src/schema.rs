@@ -7,7 +7,8 @@
 //! Guarantees: applying is idempotent (every statement is `IF NOT EXISTS`),
 //! so roles starting together may all apply; a migration is rendered for the
 //! server's [`Capabilities`], so old servers get plain types and modern ones
-//! get LowCardinality, codecs, DateTime64 and skip indexes.
+//! get LowCardinality, codecs, DateTime64, skip indexes, whole-part TTL
+//! drops and (22.2 and later) a window of insert deduplication tokens.
 
 use clickhouse::Client;
 use serde::Deserialize;
@@ -42,7 +43,16 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "003_trace_bounds.sql",
         sql: include_str!("../../../schemas/clickhouse/003_trace_bounds.sql"),
     },
+    Migration {
+        version: 4,
+        name: "004_span_index.sql",
+        sql: include_str!("../../../schemas/clickhouse/004_span_index.sql"),
+    },
 ];
+
+/// How many recent insert deduplication tokens `spans` remembers on servers
+/// that have them ([`Capabilities::insert_dedup_tokens`]).
+pub const DEDUP_WINDOW: u32 = 1000;
 
 /// A ClickHouse server version, as `SELECT version()` reports it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -76,24 +86,63 @@ impl ServerVersion {
 pub struct Capabilities {
     /// The server's version.
     pub version: ServerVersion,
-    /// LowCardinality, codecs, DateTime64 and skip indexes are all available
-    /// (20.3 and later); older servers get plain types.
+    /// LowCardinality, codecs, DateTime64, skip indexes, `MODIFY TTL` and
+    /// `ttl_only_drop_parts` are all available (20.3 and later); older
+    /// servers get plain types, and retention drops partitions instead.
     pub modern: bool,
+    /// `ALTER TABLE ... REMOVE TTL` is available (20.11 and later).
+    pub remove_ttl: bool,
+    /// The `insert_deduplication_token` setting and the MergeTree setting
+    /// `non_replicated_deduplication_window` are available (22.2 and later).
+    pub insert_dedup_tokens: bool,
 }
 
 impl Capabilities {
     /// The first version that has every modern feature the schema uses.
     pub const MODERN_SINCE: (u32, u32) = (20, 3);
+    /// The first version with `ALTER TABLE ... REMOVE TTL`.
+    pub const REMOVE_TTL_SINCE: (u32, u32) = (20, 11);
+    /// The first version with `insert_deduplication_token`.
+    pub const DEDUP_TOKENS_SINCE: (u32, u32) = (22, 2);
 
     /// What a server of `version` offers.
     pub fn of(version: ServerVersion) -> Self {
-        let modern = (version.major, version.minor) >= Self::MODERN_SINCE;
-        Self { version, modern }
+        let v = (version.major, version.minor);
+        Self {
+            modern: v >= Self::MODERN_SINCE,
+            remove_ttl: v >= Self::REMOVE_TTL_SINCE,
+            insert_dedup_tokens: v >= Self::DEDUP_TOKENS_SINCE,
+            version,
+        }
     }
 
     fn placeholders(&self, database: &str) -> Vec<(&'static str, String)> {
         let m = self.modern;
         let pick = |modern: &str, old: &str| if m { modern } else { old }.to_owned();
+        let index = |name: &str, expr: &str, kind: &str, granularity: u32| {
+            format!(",\n    INDEX {name} {expr} TYPE {kind} GRANULARITY {granularity}")
+        };
+        let span_index_indexes = if m {
+            [
+                index("idx_trace_id", "trace_id", "bloom_filter(0.001)", 1),
+                index(
+                    "idx_attribute_keys",
+                    "attribute_keys",
+                    "bloom_filter(0.01)",
+                    1,
+                ),
+                index(
+                    "idx_attribute_values",
+                    "attribute_values",
+                    "bloom_filter(0.01)",
+                    1,
+                ),
+                index("idx_duration", "duration_nano", "minmax", 1),
+            ]
+            .concat()
+        } else {
+            String::new()
+        };
         vec![
             ("database", database.to_owned()),
             ("lc_string", pick("LowCardinality(String)", "String")),
@@ -107,12 +156,17 @@ impl Capabilities {
                     "toDateTime(intDiv(start_unix_nano, 1000000000))",
                 ),
             ),
+            ("span_index_indexes", span_index_indexes),
+            // Day-partitioned tables: once every row of a part is past its
+            // TTL, the part is dropped whole instead of being rewritten.
+            ("ttl_only_drop_parts", pick(", ttl_only_drop_parts = 1", "")),
             (
-                "trace_id_index",
-                pick(
-                    ",\n    INDEX idx_trace_id trace_id TYPE bloom_filter(0.001) GRANULARITY 1",
-                    "",
-                ),
+                "dedup_window",
+                if self.insert_dedup_tokens {
+                    format!(", non_replicated_deduplication_window = {DEDUP_WINDOW}")
+                } else {
+                    String::new()
+                },
             ),
         ]
     }
@@ -250,20 +304,60 @@ mod tests {
         assert!(ServerVersion::parse("banana").is_err());
     }
 
+    fn all(v: &str) -> String {
+        MIGRATIONS
+            .iter()
+            .flat_map(|m| statements(&render(m.sql, &caps(v), "db1")))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn statement(v: &str, start: &str) -> String {
+        MIGRATIONS
+            .iter()
+            .flat_map(|m| statements(&render(m.sql, &caps(v), "db1")))
+            .find(|s| s.starts_with(start))
+            .unwrap_or_else(|| panic!("no statement starting {start:?} for {v}"))
+    }
+
+    #[test]
+    fn capabilities_follow_the_version() {
+        let old = caps("18.16.1");
+        assert!(!old.modern && !old.remove_ttl && !old.insert_dedup_tokens);
+        let early = caps("20.3.5");
+        assert!(early.modern && !early.remove_ttl && !early.insert_dedup_tokens);
+        let mid = caps("21.8.15");
+        assert!(mid.modern && mid.remove_ttl && !mid.insert_dedup_tokens);
+        let new = caps("22.2.1");
+        assert!(new.modern && new.remove_ttl && new.insert_dedup_tokens);
+    }
+
     #[test]
     fn old_servers_get_plain_types_and_modern_ones_get_the_features() {
-        let sql = MIGRATIONS[0].sql;
-        let old = statements(&render(sql, &caps("18.16.1"), "db1")).join("\n");
+        let old = all("18.16.1");
         assert!(old.contains("CREATE TABLE IF NOT EXISTS db1.spans"));
-        for absent in ["LowCardinality", "CODEC", "DateTime64", "INDEX", "{{"] {
+        for absent in [
+            "LowCardinality",
+            "CODEC",
+            "DateTime64",
+            "INDEX",
+            "bloom_filter",
+            "minmax",
+            "TTL",
+            "ttl_only_drop_parts",
+            "deduplication_window",
+            "{{",
+        ] {
             assert!(!old.contains(absent), "{absent} in old schema:\n{old}");
         }
-        let new = statements(&render(sql, &caps("26.1.1"), "db1")).join("\n");
+        let new = all("26.1.1");
         for present in [
             "LowCardinality(String)",
             "CODEC(ZSTD(1))",
+            "CODEC(Delta, ZSTD(1))",
             "DateTime64(9)",
-            "bloom_filter",
+            "ttl_only_drop_parts = 1",
+            "non_replicated_deduplication_window = 1000",
         ] {
             assert!(
                 new.contains(present),
@@ -271,6 +365,81 @@ mod tests {
             );
         }
         assert!(!new.contains("{{"));
+    }
+
+    #[test]
+    fn spans_collapse_exact_copies_and_keep_same_id_with_other_content() {
+        for v in ["18.16.1", "26.1.1"] {
+            let spans = statement(v, "CREATE TABLE IF NOT EXISTS db1.spans");
+            assert!(spans.contains("ENGINE = ReplacingMergeTree\n"), "{spans}");
+            assert!(
+                spans.contains("ORDER BY (trace_id, start_unix_nano, span_id, span_hash)"),
+                "{spans}"
+            );
+            assert!(
+                spans.contains("span_hash UInt64 MATERIALIZED cityHash64(tenant, span)"),
+                "{spans}"
+            );
+            assert!(spans.contains("PARTITION BY toDate(timestamp)"), "{spans}");
+            for column in [
+                "tenant ",
+                "error UInt8",
+                "peer_service ",
+                "ingested_unix_nano UInt64",
+            ] {
+                assert!(spans.contains(column), "{column} missing: {spans}");
+            }
+        }
+        // The dedup window only where insert tokens exist, and only on spans.
+        let mid = all("21.8.1");
+        assert!(!mid.contains("deduplication_window"), "{mid}");
+        let spans = statement("22.2.1", "CREATE TABLE IF NOT EXISTS db1.spans");
+        assert!(spans.contains("non_replicated_deduplication_window = 1000"));
+        let index = statement("22.2.1", "CREATE TABLE IF NOT EXISTS db1.span_index");
+        assert!(!index.contains("deduplication_window"), "{index}");
+    }
+
+    #[test]
+    fn the_search_index_gets_skip_indexes_only_on_modern_servers() {
+        let new = statement("26.1.1", "CREATE TABLE IF NOT EXISTS db1.span_index");
+        for present in [
+            "INDEX idx_trace_id trace_id TYPE bloom_filter(0.001) GRANULARITY 1",
+            "INDEX idx_attribute_keys attribute_keys TYPE bloom_filter(0.01) GRANULARITY 1",
+            "INDEX idx_attribute_values attribute_values TYPE bloom_filter(0.01) GRANULARITY 1",
+            "INDEX idx_duration duration_nano TYPE minmax GRANULARITY 1",
+            "tenant LowCardinality(String)",
+            "attribute_keys Array(String) CODEC(ZSTD(1))",
+            "ttl_only_drop_parts = 1",
+        ] {
+            assert!(new.contains(present), "{present} missing:\n{new}");
+        }
+        let old = statement("18.16.1", "CREATE TABLE IF NOT EXISTS db1.span_index");
+        assert!(!old.contains("INDEX"), "{old}");
+        for v in ["18.16.1", "26.1.1"] {
+            let index = statement(v, "CREATE TABLE IF NOT EXISTS db1.span_index");
+            assert!(
+                index.contains("PRIMARY KEY (tenant, service_name, span_name, start_unix_nano)"),
+                "{index}"
+            );
+            assert!(index.contains("PARTITION BY toDate(timestamp)"), "{index}");
+            let view = statement(
+                v,
+                "CREATE MATERIALIZED VIEW IF NOT EXISTS db1.span_index_mv",
+            );
+            assert!(view.contains("TO db1.span_index"), "{view}");
+            assert!(view.contains("FROM db1.spans"), "{view}");
+            statement(v, "INSERT INTO db1.span_index");
+        }
+    }
+
+    #[test]
+    fn retention_sensitive_tables_are_partitioned_by_day_or_month() {
+        for v in ["18.16.1", "26.1.1"] {
+            let bounds = statement(v, "CREATE TABLE IF NOT EXISTS db1.trace_bounds");
+            assert!(bounds.contains("PARTITION BY day\n"), "{bounds}");
+            let ops = statement(v, "CREATE TABLE IF NOT EXISTS db1.operations");
+            assert!(ops.contains("PARTITION BY toYYYYMM(day)"), "{ops}");
+        }
     }
 
     #[test]

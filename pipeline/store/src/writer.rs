@@ -1,21 +1,35 @@
 //! The span writer: batches of rows into `spans`.
 //!
-//! In: [`SpanRow`]s, one per span. Out: one `INSERT` per batch.
+//! In: [`SpanRow`]s, one per span, and optionally a deduplication token per
+//! batch. Out: one `INSERT` per batch; the materialized views fill the
+//! search index, the trace bounds and the operations from it.
 //!
 //! Guarantees: [`SpanWriter::write`] returns `Ok` only after ClickHouse
 //! acknowledged every row of the batch; on `Err` nothing can be assumed
 //! written, and [`Error::is_retryable`](crate::Error::is_retryable) says
-//! whether the same batch may be tried again.
+//! whether the same batch may be tried again. Rows whose
+//! `ingested_unix_nano` is 0 are stamped with the time of the write.
+//! [`SpanWriter::write_with_token`] makes a repeated batch with the same
+//! token a no-op on servers that keep deduplication tokens (22.2 and
+//! later); elsewhere the copies are written and collapse later (exact
+//! copies share the sorting key of the ReplacingMergeTree, and the reader
+//! drops them on read).
+
+use std::sync::Arc;
 
 use clickhouse::Client;
 use serde::Serialize;
 use skein_model::flat::FlatSpan;
+use tokio::sync::OnceCell;
 
+use crate::schema::{self, Capabilities};
 use crate::{Error, Result};
 
 /// A row of the `spans` table.
 #[derive(Debug, Clone, PartialEq, clickhouse::Row, Serialize)]
 pub struct SpanRow {
+    /// The tenant the span belongs to; empty without tenants.
+    pub tenant: String,
     /// Trace ID, hex.
     pub trace_id: String,
     /// Span ID, hex.
@@ -34,6 +48,10 @@ pub struct SpanRow {
     pub span_kind: String,
     /// Status code.
     pub status_code: i32,
+    /// 1 when the span is an error, else 0.
+    pub error: u8,
+    /// The remote service a client or producer span calls; empty if unknown.
+    pub peer_service: String,
     /// Attribute keys (span, resource, scope, events, links).
     pub attribute_keys: Vec<String>,
     /// Attribute values as text.
@@ -43,12 +61,18 @@ pub struct SpanRow {
     pub span: Vec<u8>,
     /// When the collector received the span, ns since the epoch.
     pub received_unix_nano: u64,
+    /// When the ingester wrote the span, ns since the epoch; 0 lets the
+    /// writer stamp the time of the write.
+    pub ingested_unix_nano: u64,
 }
 
 impl SpanRow {
-    /// The row of a flattened span received at `received_unix_nano`.
+    /// The row of a flattened span received at `received_unix_nano`: no
+    /// tenant, no peer service, an error exactly when the status is ERROR,
+    /// and stamped when written. The ingester's enrichment may change these.
     pub fn new(flat: FlatSpan, received_unix_nano: u64) -> Self {
         Self {
+            tenant: String::new(),
             trace_id: flat.trace_id,
             span_id: flat.span_id,
             parent_span_id: flat.parent_span_id,
@@ -58,20 +82,25 @@ impl SpanRow {
             span_name: flat.span_name,
             span_kind: flat.span_kind.to_owned(),
             status_code: flat.status_code,
+            error: u8::from(flat.status_code == STATUS_CODE_ERROR),
+            peer_service: String::new(),
             attribute_keys: flat.attribute_keys,
             attribute_values: flat.attribute_values,
             span: flat.encoded,
             received_unix_nano,
+            ingested_unix_nano: 0,
         }
     }
 
     /// About how many bytes the row takes on the wire, for batch limits.
     pub fn approx_bytes(&self) -> usize {
-        64 + self.trace_id.len()
+        80 + self.tenant.len()
+            + self.trace_id.len()
             + self.span_id.len()
             + self.parent_span_id.len()
             + self.service_name.len()
             + self.span_name.len()
+            + self.peer_service.len()
             + self.span.len()
             + self
                 .attribute_keys
@@ -82,6 +111,67 @@ impl SpanRow {
     }
 }
 
+/// OTLP's `STATUS_CODE_ERROR`.
+const STATUS_CODE_ERROR: i32 = 2;
+
+/// A [`SpanRow`] as sent: borrowed, so that stamping the write time does
+/// not copy the batch. Field names are the column names.
+#[derive(clickhouse::Row, Serialize)]
+struct WireRow<'a> {
+    tenant: &'a str,
+    trace_id: &'a str,
+    span_id: &'a str,
+    parent_span_id: &'a str,
+    start_unix_nano: u64,
+    duration_nano: u64,
+    service_name: &'a str,
+    span_name: &'a str,
+    span_kind: &'a str,
+    status_code: i32,
+    error: u8,
+    peer_service: &'a str,
+    attribute_keys: &'a [String],
+    attribute_values: &'a [String],
+    #[serde(with = "serde_bytes")]
+    span: &'a [u8],
+    received_unix_nano: u64,
+    ingested_unix_nano: u64,
+}
+
+impl<'a> WireRow<'a> {
+    fn of(row: &'a SpanRow, now: u64) -> Self {
+        Self {
+            tenant: &row.tenant,
+            trace_id: &row.trace_id,
+            span_id: &row.span_id,
+            parent_span_id: &row.parent_span_id,
+            start_unix_nano: row.start_unix_nano,
+            duration_nano: row.duration_nano,
+            service_name: &row.service_name,
+            span_name: &row.span_name,
+            span_kind: &row.span_kind,
+            status_code: row.status_code,
+            error: row.error,
+            peer_service: &row.peer_service,
+            attribute_keys: &row.attribute_keys,
+            attribute_values: &row.attribute_values,
+            span: &row.span,
+            received_unix_nano: row.received_unix_nano,
+            ingested_unix_nano: if row.ingested_unix_nano == 0 {
+                now
+            } else {
+                row.ingested_unix_nano
+            },
+        }
+    }
+}
+
+fn now_unix_nano() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
 /// The longest a batch may take to send, and then to be acknowledged.
 const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -90,19 +180,60 @@ const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 pub struct SpanWriter {
     client: Client,
     table: String,
+    /// The server's capabilities: given, or read once on first need.
+    capabilities: Arc<OnceCell<Capabilities>>,
 }
 
 impl SpanWriter {
-    /// A writer into `database.spans`.
+    /// A writer into `database.spans`; it reads the server's capabilities
+    /// when it first needs them.
     pub fn new(client: Client, database: &str) -> Self {
         Self {
             client,
             table: format!("{database}.spans"),
+            capabilities: Arc::new(OnceCell::new()),
         }
+    }
+
+    /// The same writer, told what the server offers (for example
+    /// [`schema::Applied::capabilities`]), so that it never asks.
+    pub fn with_capabilities(mut self, capabilities: Capabilities) -> Self {
+        self.capabilities = Arc::new(OnceCell::new_with(Some(capabilities)));
+        self
+    }
+
+    /// What the server offers, read once and then remembered.
+    pub async fn capabilities(&self) -> Result<&Capabilities> {
+        self.capabilities
+            .get_or_try_init(|| async {
+                Ok(Capabilities::of(
+                    schema::server_version(&self.client).await?,
+                ))
+            })
+            .await
     }
 
     /// Inserts the batch as one `INSERT`; returns once ClickHouse acknowledged it.
     pub async fn write(&self, batch: &[SpanRow]) -> Result<()> {
+        self.insert(batch, None).await
+    }
+
+    /// Inserts the batch as one `INSERT` carrying the deduplication token
+    /// `token`, which must name the batch's content (for example
+    /// `topic/partition/first-last` offsets): on servers with insert
+    /// deduplication tokens, a later batch with the same token (a retry
+    /// after an unknown outcome, a replay) is acknowledged without being
+    /// written again. On older servers this is [`write`](Self::write).
+    pub async fn write_with_token(&self, batch: &[SpanRow], token: &str) -> Result<()> {
+        let token = self
+            .capabilities()
+            .await?
+            .insert_dedup_tokens
+            .then_some(token);
+        self.insert(batch, token).await
+    }
+
+    async fn insert(&self, batch: &[SpanRow], token: Option<&str>) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
@@ -112,14 +243,20 @@ impl SpanWriter {
         };
         let mut insert = self
             .client
-            .insert_unescaped::<SpanRow>(&self.table)
+            .insert_unescaped::<WireRow<'_>>(&self.table)
             .await
             .map_err(err)?
             // A server that hangs is a server that is down: time out and
             // let the caller retry.
             .with_timeouts(Some(WRITE_TIMEOUT), Some(WRITE_TIMEOUT));
+        if let Some(token) = token {
+            insert = insert
+                .with_setting("insert_deduplicate", "1")
+                .with_setting("insert_deduplication_token", token);
+        }
+        let now = now_unix_nano();
         for row in batch {
-            insert.write(row).await.map_err(err)?;
+            insert.write(&WireRow::of(row, now)).await.map_err(err)?;
         }
         insert.end().await.map_err(err)
     }
@@ -134,5 +271,55 @@ impl SpanWriter {
                 op: "healthcheck",
                 source,
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clickhouse::Row as _;
+
+    fn flat() -> FlatSpan {
+        FlatSpan {
+            trace_id: "01".repeat(16),
+            span_id: "02".repeat(8),
+            parent_span_id: String::new(),
+            start_unix_nano: 1_000,
+            duration_nano: 10,
+            service_name: "svc".into(),
+            span_name: "op".into(),
+            span_kind: "server",
+            status_code: 2,
+            attribute_keys: vec!["k".into()],
+            attribute_values: vec!["v".into()],
+            encoded: vec![1, 2, 3],
+        }
+    }
+
+    #[test]
+    fn new_rows_default_the_enrichment_columns() {
+        let row = SpanRow::new(flat(), 5);
+        assert_eq!(row.tenant, "");
+        assert_eq!(row.peer_service, "");
+        assert_eq!(row.error, 1, "status ERROR is an error");
+        assert_eq!(row.ingested_unix_nano, 0);
+        assert_eq!(row.received_unix_nano, 5);
+        let ok = SpanRow::new(
+            FlatSpan {
+                status_code: 1,
+                ..flat()
+            },
+            5,
+        );
+        assert_eq!(ok.error, 0);
+    }
+
+    #[test]
+    fn the_wire_row_has_the_columns_of_the_row_and_stamps_unset_write_times() {
+        assert_eq!(WireRow::COLUMN_NAMES, SpanRow::COLUMN_NAMES);
+        let mut row = SpanRow::new(flat(), 5);
+        assert_eq!(WireRow::of(&row, 42).ingested_unix_nano, 42);
+        row.ingested_unix_nano = 7;
+        assert_eq!(WireRow::of(&row, 42).ingested_unix_nano, 7);
     }
 }

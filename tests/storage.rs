@@ -1,0 +1,593 @@
+//! The store against the real ClickHouse: Jaeger's storage conformance
+//! searches, exact duplicates, and retention.
+//!
+//! Each test writes through `SpanWriter` into a database of its own (named
+//! after the test and the process), reads through `SpanReader`, and drops
+//! the database at the end, failed or not.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::time::Instant;
+
+use anyhow::{ensure, Context, Result};
+use clickhouse::Client;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, TracesData};
+use prost::Message;
+use skein_store::{retention, schema, Capabilities, SpanReader, SpanRow, SpanWriter, TraceQuery};
+
+const DAY_NS: u64 = 86_400 * 1_000_000_000;
+
+/// A fresh database for `test`, with the schema applied.
+struct Db {
+    client: Client,
+    name: String,
+    capabilities: Capabilities,
+}
+
+impl Db {
+    fn writer(&self) -> SpanWriter {
+        SpanWriter::new(self.client.clone(), &self.name)
+            .with_capabilities(self.capabilities.clone())
+    }
+
+    fn reader(&self) -> SpanReader {
+        SpanReader::new(self.client.clone(), &self.name)
+    }
+
+    async fn count(&self, table: &str, filter: &str) -> Result<u64> {
+        Ok(self
+            .client
+            .query(&format!(
+                "SELECT count() FROM {}.{table} WHERE {filter}",
+                self.name
+            ))
+            .fetch_one::<u64>()
+            .await?)
+    }
+
+    async fn partitions(&self, table: &str) -> Result<BTreeSet<String>> {
+        Ok(self
+            .client
+            .query(
+                "SELECT DISTINCT partition_id FROM system.parts \
+                 WHERE database = ? AND table = ? AND active",
+            )
+            .bind(&self.name)
+            .bind(table)
+            .fetch_all::<String>()
+            .await?
+            .into_iter()
+            .collect())
+    }
+
+    /// The partition IDs the server gives the day (`YYYYMMDD`) and month
+    /// (`YYYYMM`) of `unix_nano`.
+    async fn partition_ids(&self, unix_nano: u64) -> Result<(String, String)> {
+        let (day, month) = self
+            .client
+            .query(
+                "SELECT toString(toYYYYMMDD(d)), toString(toYYYYMM(d)) \
+                 FROM (SELECT toDate(toDateTime(intDiv(?, 1000000000))) AS d)",
+            )
+            .bind(unix_nano)
+            .fetch_one::<(String, String)>()
+            .await?;
+        Ok((day, month))
+    }
+}
+
+/// Runs `body` against a fresh database and drops the database afterwards.
+async fn with_db<F, Fut>(test: &str, body: F) -> Result<()>
+where
+    F: FnOnce(Db) -> Fut,
+    Fut: Future<Output = Result<()>>,
+{
+    let started = Instant::now();
+    let topology = skein_tests::topology(test);
+    let ch = &topology.storage.clickhouse;
+    let client = skein_store::client(ch);
+    let applied = schema::apply(&client, &ch.database)
+        .await
+        .context("applying the schema (is ClickHouse up? run `make up`)")?;
+    let db = Db {
+        client: client.clone(),
+        name: ch.database.clone(),
+        capabilities: applied.capabilities,
+    };
+    let result = body(db).await;
+    let drop = format!("DROP DATABASE IF EXISTS {}", ch.database);
+    if let Err(e) = client.query_raw(&drop).execute().await {
+        eprintln!("dropping {} failed: {e}", ch.database);
+    }
+    eprintln!("{test}: {:?}", started.elapsed());
+    result
+}
+
+fn rows(data: &TracesData) -> Vec<SpanRow> {
+    skein_model::flat::flatten(data)
+        .into_iter()
+        .map(|f| SpanRow::new(f, 1))
+        .collect()
+}
+
+/// A trace's spans, each encoded, sorted: equal when the spans are.
+fn encoded(spans: &[ResourceSpans]) -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = spans.iter().map(Message::encode_to_vec).collect();
+    out.sort();
+    out
+}
+
+fn today() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after the epoch")
+        .as_secs()
+        / 86_400
+}
+
+/// A query time of `queries.json`, its date moved as the README says:
+/// 2017-01-26 to yesterday and 2017-01-25 to the day before.
+fn query_time(text: &str) -> Result<u64> {
+    let (date, time) = text.split_once('T').context("no T in query time")?;
+    let day = match date {
+        "2017-01-26" => today() - 1,
+        "2017-01-25" => today() - 2,
+        other => anyhow::bail!("unexpected query date {other}"),
+    };
+    let time = time.trim_end_matches('Z');
+    let mut parts = time.splitn(3, ':');
+    let (h, m, s) = (
+        parts.next().context("hour")?.parse::<u64>()?,
+        parts.next().context("minute")?.parse::<u64>()?,
+        parts.next().context("second")?,
+    );
+    let (whole, fraction) = s.split_once('.').unwrap_or((s, "0"));
+    let nanos: u64 = format!("{fraction:0<9}")[..9].parse()?;
+    Ok(day * DAY_NS + ((h * 60 + m) * 60 + whole.parse::<u64>()?) * 1_000_000_000 + nanos)
+}
+
+/// A tag value of a query as text, whatever its JSON type.
+fn tag_text(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn trace_query(case: &serde_json::Value) -> Result<TraceQuery> {
+    let q = &case["Query"];
+    let text = |key: &str| q[key].as_str().unwrap_or_default().to_owned();
+    let nanos = |key: &str| q[key].as_u64().filter(|&n| n > 0);
+    Ok(TraceQuery {
+        service_name: text("ServiceName"),
+        operation_name: Some(text("OperationName")).filter(|s| !s.is_empty()),
+        span_kind: None,
+        tags: q["Tags"]
+            .as_object()
+            .map(|tags| tags.iter().map(|(k, v)| (k.clone(), tag_text(v))).collect())
+            .unwrap_or_default(),
+        start_min: query_time(&text("StartTimeMin"))?,
+        start_max: query_time(&text("StartTimeMax"))?,
+        duration_min: nanos("DurationMin"),
+        duration_max: nanos("DurationMax"),
+        limit: usize::try_from(q["NumTraces"].as_u64().unwrap_or(20))?,
+        tenant: None,
+    })
+}
+
+#[tokio::test]
+async fn jaeger_storage_conformance_searches() -> Result<()> {
+    with_db("storage_conformance", |db| async move {
+        // Every fixture is written, so each search has the others as
+        // counter-examples.
+        let dir = skein_tests::conformance_dir().join("traces");
+        let mut names: Vec<String> = std::fs::read_dir(&dir)?
+            .map(|e| {
+                Ok(e?
+                    .path()
+                    .file_stem()
+                    .context("name")?
+                    .to_string_lossy()
+                    .into_owned())
+            })
+            .collect::<Result<_>>()?;
+        names.sort();
+        ensure!(names.len() == 32, "32 fixtures, found {}", names.len());
+        let mut batch = Vec::new();
+        // fixture name -> (trace id -> its spans, encoded and sorted)
+        let mut expected: BTreeMap<String, BTreeMap<String, Vec<Vec<u8>>>> = BTreeMap::new();
+        let mut fixture_of: BTreeMap<String, String> = BTreeMap::new();
+        for name in &names {
+            let data = skein_tests::fixture(name)?;
+            let fixture_rows = rows(&data);
+            let traces = expected.entry(name.clone()).or_default();
+            for row in &fixture_rows {
+                traces
+                    .entry(row.trace_id.clone())
+                    .or_default()
+                    .push(row.span.clone());
+                if let Some(other) = fixture_of.insert(row.trace_id.clone(), name.clone()) {
+                    ensure!(&other == name, "{other} and {name} share a trace ID");
+                }
+            }
+            batch.extend(fixture_rows);
+        }
+        for spans in expected.values_mut().flat_map(BTreeMap::values_mut) {
+            spans.sort();
+        }
+        let written = Instant::now();
+        db.writer().write(&batch).await?;
+        eprintln!("wrote {} spans in {:?}", batch.len(), written.elapsed());
+        ensure!(
+            db.count("spans", "ingested_unix_nano = 0").await? == 0,
+            "the writer stamps the write time"
+        );
+
+        let text = std::fs::read_to_string(skein_tests::conformance_dir().join("queries.json"))?;
+        let cases: Vec<serde_json::Value> = serde_json::from_str(&text)?;
+        ensure!(cases.len() == 25, "25 cases, found {}", cases.len());
+        let reader = db.reader();
+        let searched = Instant::now();
+        let mut failures = Vec::new();
+        for case in &cases {
+            let caption = case["Caption"].as_str().unwrap_or("?");
+            let query = trace_query(case)?;
+            let want_fixtures: BTreeSet<String> = case["ExpectedFixtures"]
+                .as_array()
+                .context("ExpectedFixtures")?
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect();
+            let want_ids: BTreeSet<&String> = want_fixtures
+                .iter()
+                .flat_map(|f| expected[f].keys())
+                .collect();
+            let ids = reader.search(&query).await?;
+            let got_ids: BTreeSet<&String> = ids.iter().collect();
+            if got_ids.len() != ids.len() {
+                failures.push(format!("{caption}: a trace ID twice in {ids:?}"));
+            }
+            if got_ids != want_ids {
+                let got_fixtures: Vec<_> = ids.iter().map(|id| fixture_of.get(id)).collect();
+                failures.push(format!(
+                    "{caption}: want {want_fixtures:?}, got {got_fixtures:?} ({query:?})"
+                ));
+                continue;
+            }
+            // The traces, span for span, as written.
+            let traces = reader.traces(&ids, None).await?;
+            for (id, spans) in ids.iter().zip(&traces) {
+                if encoded(spans) != expected[&fixture_of[id]][id] {
+                    failures.push(format!("{caption}: trace {id} differs from its fixture"));
+                }
+            }
+            // Newest first, by the newest span.
+            let newest = |id: &String| {
+                batch
+                    .iter()
+                    .filter(|r| &r.trace_id == id)
+                    .map(|r| r.start_unix_nano)
+                    .max()
+            };
+            if ids.windows(2).any(|w| newest(&w[0]) < newest(&w[1])) {
+                failures.push(format!("{caption}: not newest first: {ids:?}"));
+            }
+            // Most cases have no counter-example in their service, so each
+            // condition is also checked to exclude when it should.
+            let mut misses: Vec<(&str, TraceQuery)> = vec![
+                (
+                    "duration_max below every span",
+                    TraceQuery {
+                        duration_max: Some(1),
+                        ..query.clone()
+                    },
+                ),
+                (
+                    "duration_min above every span",
+                    TraceQuery {
+                        duration_min: Some(u64::MAX / 2),
+                        ..query.clone()
+                    },
+                ),
+                (
+                    "window before every span",
+                    TraceQuery {
+                        start_min: 1,
+                        start_max: query.start_min - DAY_NS,
+                        ..query.clone()
+                    },
+                ),
+                (
+                    "another tenant",
+                    TraceQuery {
+                        tenant: Some("nobody".into()),
+                        ..query.clone()
+                    },
+                ),
+            ];
+            if let Some(op) = &query.operation_name {
+                misses.push((
+                    "another operation",
+                    TraceQuery {
+                        operation_name: Some(format!("{op}x")),
+                        ..query.clone()
+                    },
+                ));
+            }
+            for i in 0..query.tags.len() {
+                let mut tags = query.tags.clone();
+                tags[i].1.push('x');
+                misses.push((
+                    "a tag with another value",
+                    TraceQuery {
+                        tags,
+                        ..query.clone()
+                    },
+                ));
+            }
+            for (what, miss) in misses {
+                let found = reader.search(&miss).await?;
+                if !found.is_empty() {
+                    failures.push(format!("{caption}: {what} still finds {found:?}"));
+                }
+            }
+        }
+        eprintln!("ran {} searches in {:?}", cases.len(), searched.elapsed());
+        ensure!(
+            failures.is_empty(),
+            "failed cases:\n{}",
+            failures.join("\n")
+        );
+
+        // The README's other checks on example_trace.
+        let ops: Vec<(String, String)> = reader
+            .operations("example-service-1", None)
+            .await?
+            .into_iter()
+            .map(|o| (o.name, o.span_kind))
+            .collect();
+        let want: Vec<(String, String)> = [
+            ("example-operation-1", ""),
+            ("example-operation-3", "server"),
+            ("example-operation-4", "client"),
+        ]
+        .map(|(n, k)| (n.to_owned(), k.to_owned()))
+        .to_vec();
+        ensure!(ops == want, "operations of example-service-1: {ops:?}");
+        let example = expected["example_trace"].iter().next().context("example")?;
+        let spans = reader.trace(example.0).await?;
+        ensure!(
+            &encoded(&spans) == example.1,
+            "example_trace comes back whole"
+        );
+        ensure!(
+            reader.trace(&"f".repeat(32)).await?.is_empty(),
+            "unknown trace"
+        );
+        let mixed = reader
+            .traces(&["e".repeat(32), example.0.clone()], None)
+            .await?;
+        ensure!(
+            mixed[0].is_empty() && &encoded(&mixed[1]) == example.1,
+            "traces() answers in the order asked, empty for unknown IDs"
+        );
+        Ok(())
+    })
+    .await
+}
+
+/// The trace of the `default` fixture moved into trace `[byte; 16]`.
+fn single_span(byte: u8) -> Result<TracesData> {
+    skein_tests::fixture_in_trace("default", byte)
+}
+
+#[tokio::test]
+async fn exact_duplicates_collapse_and_same_id_other_content_stays() -> Result<()> {
+    with_db("storage_duplicates", |db| async move {
+        let writer = db.writer();
+        let reader = db.reader();
+        let data = single_span(0xd1)?;
+        let trace_id = "d1".repeat(16);
+        let mut original = rows(&data);
+        ensure!(original.len() == 1);
+        // The same span written three times (a redelivery, a retried batch
+        // with its token, the same batch again), each copy stamped
+        // differently; then a span with the same ID and another name.
+        original[0].ingested_unix_nano = 1;
+        writer.write(&original).await?;
+        original[0].ingested_unix_nano = 2;
+        writer.write_with_token(&original, "topic/0/10-10").await?;
+        writer.write_with_token(&original, "topic/0/10-10").await?;
+        let mut other = data.clone();
+        other.resource_spans[0].scope_spans[0].spans[0].name = "same id, other content".into();
+        let other = rows(&other);
+        ensure!(other[0].span_id == original[0].span_id);
+        writer.write(&other).await?;
+
+        let stored = db
+            .count("spans", &format!("trace_id = '{trace_id}'"))
+            .await?;
+        let copies = if db.capabilities.insert_dedup_tokens {
+            2
+        } else {
+            3
+        };
+        ensure!(stored == copies + 1, "{stored} rows before merging");
+
+        let check = |label: &'static str| {
+            let reader = reader.clone();
+            let trace_id = trace_id.clone();
+            let want = encoded(
+                &[original[0].span.clone(), other[0].span.clone()]
+                    .iter()
+                    .map(|b| skein_model::flat::unflatten(b))
+                    .collect::<Result<Vec<_>, _>>()
+                    .expect("decodes"),
+            );
+            async move {
+                let spans = reader.trace(&trace_id).await?;
+                ensure!(
+                    encoded(&spans) == want,
+                    "{label}: trace() gives each span once"
+                );
+                let traces = reader.traces(std::slice::from_ref(&trace_id), None).await?;
+                ensure!(
+                    encoded(&traces[0]) == want,
+                    "{label}: traces() gives each span once"
+                );
+                let found = reader
+                    .search(&TraceQuery {
+                        service_name: "query11-service".into(),
+                        limit: 10,
+                        ..Default::default()
+                    })
+                    .await?;
+                ensure!(
+                    found == [trace_id.clone()],
+                    "{label}: search finds it once: {found:?}"
+                );
+                Ok(())
+            }
+        };
+        check("before merging").await?;
+
+        for table in ["spans", "span_index"] {
+            db.client
+                .query_raw(&format!("OPTIMIZE TABLE {}.{table} FINAL", db.name))
+                .execute()
+                .await?;
+        }
+        let filter = format!("trace_id = '{trace_id}'");
+        ensure!(
+            db.count("spans", &filter).await? == 2,
+            "one copy and the other span"
+        );
+        ensure!(
+            db.count("span_index", &filter).await? == 2,
+            "one index row per span"
+        );
+        let survivor = db
+            .client
+            .query(&format!(
+                "SELECT ingested_unix_nano FROM {}.spans WHERE {filter} AND span_name = ?",
+                db.name
+            ))
+            .bind(&original[0].span_name)
+            .fetch_all::<u64>()
+            .await?;
+        ensure!(
+            survivor == [2],
+            "the copy inserted last survives: {survivor:?}"
+        );
+        check("after merging").await?;
+        Ok(())
+    })
+    .await
+}
+
+/// `data` moved `days` days further back.
+fn days_back(mut data: TracesData, days: u64) -> TracesData {
+    let delta = days * DAY_NS;
+    for span in data
+        .resource_spans
+        .iter_mut()
+        .flat_map(|rs| &mut rs.scope_spans)
+        .flat_map(|ss| &mut ss.spans)
+    {
+        span.start_time_unix_nano -= delta;
+        span.end_time_unix_nano -= delta;
+        for event in &mut span.events {
+            event.time_unix_nano -= delta;
+        }
+    }
+    data
+}
+
+#[tokio::test]
+async fn retention_drops_expired_days_everywhere() -> Result<()> {
+    with_db("storage_retention", |db| async move {
+        // The fixture's span is from yesterday.
+        let yesterday = rows(&single_span(0xc1)?);
+        let ten_days = rows(&days_back(single_span(0xc2)?, 9));
+        let sixty_days = rows(&days_back(single_span(0xc3)?, 59));
+        let writer = db.writer();
+        for batch in [&yesterday, &ten_days, &sixty_days] {
+            writer.write(batch).await?;
+        }
+        let (kept_day, kept_month) = db.partition_ids(yesterday[0].start_unix_nano).await?;
+        let (old_day, _) = db.partition_ids(ten_days[0].start_unix_nano).await?;
+        let (older_day, older_month) = db.partition_ids(sixty_days[0].start_unix_nano).await?;
+        let daily = ["spans", "span_index", "trace_bounds"];
+        for table in daily {
+            let parts = db.partitions(table).await?;
+            for day in [&kept_day, &old_day, &older_day] {
+                ensure!(parts.contains(day), "{table} has {day} before: {parts:?}");
+            }
+        }
+
+        let report = retention::apply(&db.client, &db.name, &db.capabilities, 7).await?;
+        eprintln!("retention: {report:?}");
+        if db.capabilities.modern {
+            // TTL does the work in background merges; check it is set,
+            // and set once.
+            ensure!(report.ttl_changed.len() == 4, "{report:?}");
+            let again = retention::apply(&db.client, &db.name, &db.capabilities, 7).await?;
+            ensure!(again.ttl_changed.is_empty(), "{again:?}");
+            return Ok(());
+        }
+        for table in daily {
+            let parts = db.partitions(table).await?;
+            ensure!(
+                parts.contains(&kept_day),
+                "{table} keeps {kept_day}: {parts:?}"
+            );
+            for day in [&old_day, &older_day] {
+                ensure!(!parts.contains(day), "{table} dropped {day}: {parts:?}");
+                ensure!(
+                    report.dropped.contains(&(table, day.clone())),
+                    "{table} {day} reported: {report:?}"
+                );
+            }
+        }
+        // Operations are kept by month: a month goes once all of it is
+        // expired, and the month of yesterday never is.
+        let ops = db.partitions("operations").await?;
+        ensure!(
+            ops.contains(&kept_month),
+            "operations keep {kept_month}: {ops:?}"
+        );
+        ensure!(
+            !ops.contains(&older_month),
+            "operations dropped {older_month}: {ops:?}"
+        );
+
+        let reader = db.reader();
+        ensure!(
+            reader.trace(&"c2".repeat(16)).await?.is_empty(),
+            "10 days old: gone"
+        );
+        let kept = reader.trace(&"c1".repeat(16)).await?;
+        ensure!(kept.len() == 1, "yesterday: kept: {kept:?}");
+        let found = reader
+            .search(&TraceQuery {
+                service_name: "query11-service".into(),
+                ..Default::default()
+            })
+            .await?;
+        ensure!(
+            found == ["c1".repeat(16)],
+            "only yesterday's trace found: {found:?}"
+        );
+
+        let again = retention::apply(&db.client, &db.name, &db.capabilities, 7).await?;
+        ensure!(again == Default::default(), "nothing left to do: {again:?}");
+        let forever = retention::apply(&db.client, &db.name, &db.capabilities, 0).await?;
+        ensure!(
+            forever == Default::default(),
+            "0 keeps everything: {forever:?}"
+        );
+        ensure!(db.partitions("spans").await?.contains(&kept_day));
+        Ok(())
+    })
+    .await
+}
