@@ -1,9 +1,10 @@
 //! The ingester: partition workers that write spans to ClickHouse.
 //!
-//! In: messages of the spans topic, consumed in the ingester group by a pool
-//! of `ingester.workers` consumers (each gets its share of partitions).
-//! Out: rows in ClickHouse's `spans` table, written in batches bounded by
-//! rows, bytes and linger time.
+//! In: messages of the spans topic, consumed in the ingester group; each
+//! partition the group assigns to this process gets a worker of its own, and
+//! at most `ingester.workers` of them write at once. Out: rows in
+//! ClickHouse's `spans` table, written in batches bounded by rows, bytes and
+//! linger time.
 //!
 //! Guarantees: offsets are stored (and so committed) only after ClickHouse
 //! acknowledged the batch that holds their messages, so a crash replays
@@ -11,8 +12,10 @@
 //! dead-letter topic with the reason, and its neighbours are written.
 
 pub mod decode;
+pub mod enrich;
 pub mod lag;
 pub mod metrics;
+mod pool;
 pub mod replay;
 mod worker;
 
@@ -69,9 +72,12 @@ pub(crate) fn write_backoff() -> backon::ExponentialBuilder {
 /// How often consumer lag is measured for `/metrics`.
 const LAG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// A pool of partition workers.
+/// An ingester process: one member of the ingester group with a worker
+/// per assigned partition.
 pub struct Ingester {
     topology: Topology,
+    client: clickhouse::Client,
+    capabilities: skein_store::schema::Capabilities,
     writer: SpanWriter,
 }
 
@@ -80,53 +86,79 @@ impl Ingester {
     pub async fn new(topology: &Topology) -> Result<Self> {
         let ch = &topology.storage.clickhouse;
         let client = skein_store::client(ch);
-        skein_store::schema::apply(&client, &ch.database).await?;
+        let applied = skein_store::schema::apply(&client, &ch.database).await?;
         Ok(Self {
             topology: topology.clone(),
-            writer: SpanWriter::new(client, &ch.database),
+            writer: SpanWriter::new(client.clone(), &ch.database)
+                .with_capabilities(applied.capabilities.clone()),
+            capabilities: applied.capabilities,
+            client,
         })
     }
 
-    /// Runs `ingester.workers` consumers until `shutdown`; each writes what
-    /// it holds before it stops.
+    /// Consumes and writes until `shutdown`; every partition worker writes
+    /// what it holds before the process leaves the group.
     pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
         metrics::describe();
-        let dead_letters = Publisher::new(
-            &self.topology.kafka,
-            self.topology.collector.publish_timeout(),
-        )?;
-        let lag = tokio::spawn(lag::report(
-            self.topology.clone(),
-            LAG_INTERVAL,
+        let t = &self.topology;
+        let dead_letters = Publisher::new(&t.kafka, t.collector.publish_timeout())?;
+        let lag = tokio::spawn(lag::report(t.clone(), LAG_INTERVAL, shutdown.clone()));
+        let retention = tokio::spawn(retention(
+            self.client.clone(),
+            t.storage.clickhouse.database.clone(),
+            self.capabilities.clone(),
+            t.storage.retention_days,
             shutdown.clone(),
         ));
-        let mut tasks = Vec::new();
-        for index in 0..self.topology.ingester.workers.max(1) {
-            let worker = worker::Worker::new(
-                index,
-                &self.topology,
-                self.writer.clone(),
-                dead_letters.clone(),
-            )?;
-            tasks.push(tokio::spawn(worker.run(shutdown.clone())));
-        }
-        tracing::info!(workers = tasks.len(), group = %self.topology.groups.ingester, topic = %self.topology.topics.spans.name, "ingester running");
-        let mut first_error = None;
-        for (worker, task) in tasks.into_iter().enumerate() {
-            let result = match task.await {
-                Ok(r) => r,
-                Err(e) => Err(Error::Worker {
-                    worker,
-                    message: e.to_string(),
-                }),
-            };
-            if let Err(e) = result {
-                tracing::error!(worker, error = %e, "ingester worker failed");
-                first_error.get_or_insert(e);
-            }
+        let topic = t.topics.spans.name.clone();
+        let (consumer, events) =
+            skein_kafka::consumer::subscribe_with_events(&t.kafka, &t.groups.ingester, &[&topic])?;
+        let shared = worker::Shared {
+            consumer: std::sync::Arc::new(consumer),
+            topic,
+            dead_letter_topic: t.topics.dead_letter.name.clone(),
+            writer: self.writer.clone(),
+            dead_letters,
+            limits: t.ingester.batch.clone(),
+            decoder: std::sync::Arc::new(decode::Decoder::new(&t.ingester.enrichment)),
+            writes: std::sync::Arc::new(tokio::sync::Semaphore::new(t.ingester.workers.max(1))),
+        };
+        tracing::info!(write_pool = t.ingester.workers, group = %t.groups.ingester, topic = %t.topics.spans.name, "ingester running");
+        let result = pool::Pool::new(shared, events, shutdown.clone())
+            .run()
+            .await;
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "ingester stopped");
         }
         shutdown.cancel();
         let _ = lag.await;
-        first_error.map_or(Ok(()), Err)
+        let _ = retention.await;
+        result
+    }
+}
+
+/// How often retention is applied (dropping expired day partitions on
+/// servers without TTL; checking the TTL on the others).
+const RETENTION_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Applies `storage.retention_days` now and every [`RETENTION_INTERVAL`]
+/// until `shutdown`; a failure is logged and tried again next time.
+async fn retention(
+    client: clickhouse::Client,
+    database: String,
+    capabilities: skein_store::schema::Capabilities,
+    days: u32,
+    shutdown: CancellationToken,
+) {
+    let mut every = tokio::time::interval(RETENTION_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = every.tick() => {
+                if let Err(e) = skein_store::retention::apply(&client, &database, &capabilities, days).await {
+                    tracing::warn!(error = %e, days, "applying retention failed; trying again in an hour");
+                }
+            }
+        }
     }
 }

@@ -1,4 +1,4 @@
-//! The ingester's metric names; labels are `worker`, `reason`.
+//! The ingester's metric names; labels are `reason`.
 
 /// Spans written to ClickHouse.
 pub const SPANS_WRITTEN: &str = "skein_ingester_spans_written_total";
@@ -18,8 +18,11 @@ pub const BATCH_ROWS: &str = "skein_ingester_batch_rows";
 /// Errors the consumer reported, by `reason` (librdkafka's error code; a
 /// `PollExceeded` means the group evicted a worker that stopped polling).
 pub const CONSUME_ERRORS: &str = "skein_ingester_consume_errors_total";
-/// Partitions a worker paused while a write is retried, by `worker`.
+/// Partitions paused because their worker is behind (a write is slow or
+/// being retried).
 pub const PARTITIONS_PAUSED: &str = "skein_ingester_partitions_paused";
+/// Partitions the group assigned to this process (each has a worker).
+pub const PARTITIONS_ASSIGNED: &str = "skein_ingester_partitions_assigned";
 
 /// Describes every metric to the recorder.
 pub fn describe() {
@@ -27,7 +30,12 @@ pub fn describe() {
     describe_gauge!(
         PARTITIONS_PAUSED,
         Unit::Count,
-        "partitions paused while a clickhouse write is retried"
+        "partitions paused because their worker is behind on clickhouse writes"
+    );
+    describe_gauge!(
+        PARTITIONS_ASSIGNED,
+        Unit::Count,
+        "partitions this ingester holds, each with its own worker"
     );
     describe_counter!(SPANS_WRITTEN, Unit::Count, "spans written to clickhouse");
     describe_counter!(

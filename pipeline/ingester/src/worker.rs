@@ -1,42 +1,54 @@
-//! One partition worker: a consumer in the group, a batch, a writer.
+//! One partition worker: the batch of one assigned partition, and its writes.
 //!
-//! In: messages of the partitions the group assigns this consumer. Out:
-//! batched writes to ClickHouse, then stored offsets.
+//! In: the messages of one partition, in offset order, from the pool's
+//! consumer. Out: batched writes to ClickHouse, then the partition's stored
+//! offset (which the consumer commits periodically and on revoke and close).
 //!
 //! Guarantees: an offset is stored only after every message up to it was
 //! written (or dead-lettered and acknowledged); a write that fails for a
-//! retryable reason is retried with backoff until it succeeds or the worker
-//! is stopped, and then nothing of the batch is committed.
+//! retryable reason is retried with backoff until it succeeds or the
+//! partition is revoked. A revoked partition's open batch is dropped
+//! uncommitted (the next owner consumes it again), never committed unwritten.
+//! On shutdown the batch is written and its offset stored.
 
-use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use backon::Retryable;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::message::OwnedMessage;
 use rdkafka::{Message as _, Offset, TopicPartitionList};
+use skein_kafka::consumer::EventConsumer;
 use skein_kafka::{Message, Publisher};
 use skein_store::{SpanRow, SpanWriter};
+use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::decode::Decoder;
 use crate::metrics as m;
 use crate::{Error, Result};
 
-pub(crate) struct Worker {
-    index: usize,
-    consumer: StreamConsumer,
-    topic: String,
-    dead_letter_topic: String,
-    writer: SpanWriter,
-    dead_letters: Publisher,
-    limits: skein_config::Batch,
-    /// Messages received while partitions were paused, for the next batch.
-    held: std::sync::Mutex<Vec<OwnedMessage>>,
+/// What every partition worker of a pool shares.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    pub(crate) consumer: Arc<EventConsumer>,
+    pub(crate) topic: String,
+    pub(crate) dead_letter_topic: String,
+    pub(crate) writer: SpanWriter,
+    pub(crate) dead_letters: Publisher,
+    pub(crate) limits: skein_config::Batch,
+    pub(crate) decoder: Arc<Decoder>,
+    /// At most `ingester.workers` writes at once.
+    pub(crate) writes: Arc<Semaphore>,
 }
 
-/// How long a write may take before the worker pauses its partitions.
-const PAUSE_AFTER: Duration = Duration::from_secs(2);
+pub(crate) struct Worker {
+    partition: i32,
+    shared: Shared,
+    /// Cancelled when the group takes the partition away.
+    revoked: CancellationToken,
+}
 
 #[derive(Default)]
 struct Batch {
@@ -45,101 +57,113 @@ struct Batch {
     /// The messages the rows came from, for the dead-letter topic should
     /// ClickHouse refuse them for good.
     sources: Vec<Source>,
-    /// The highest offset taken per partition.
-    offsets: BTreeMap<i32, i64>,
+    /// The first and last offsets taken.
+    offsets: Option<(i64, i64)>,
     started: Option<Instant>,
 }
 
 /// One message of a batch and the rows it gave.
 struct Source {
-    partition: i32,
     offset: i64,
     key: String,
     value: Vec<u8>,
     rows: std::ops::Range<usize>,
 }
 
-impl Batch {
-    fn is_empty(&self) -> bool {
-        self.offsets.is_empty()
+/// Why a write stopped before it succeeded.
+enum Stopped {
+    Revoked,
+    Failed(Error),
+}
+
+impl From<Error> for Stopped {
+    fn from(e: Error) -> Self {
+        Self::Failed(e)
     }
 }
 
 impl Worker {
-    pub(crate) fn new(
-        index: usize,
-        topology: &skein_config::Topology,
-        writer: SpanWriter,
-        dead_letters: Publisher,
-    ) -> Result<Self> {
-        let topic = topology.topics.spans.name.clone();
-        let consumer = skein_kafka::consumer::subscribe(
-            &topology.kafka,
-            &topology.groups.ingester,
-            &[&topic],
-        )?;
-        Ok(Self {
-            index,
-            consumer,
-            topic,
-            dead_letter_topic: topology.topics.dead_letter.name.clone(),
-            writer,
-            dead_letters,
-            limits: topology.ingester.batch.clone(),
-            held: std::sync::Mutex::default(),
-        })
+    pub(crate) fn new(partition: i32, shared: Shared, revoked: CancellationToken) -> Self {
+        Self {
+            partition,
+            shared,
+            revoked,
+        }
     }
 
-    pub(crate) async fn run(self, shutdown: CancellationToken) -> Result<()> {
+    /// Batches and writes the partition's messages until it is revoked, its
+    /// channel closes, or `shutdown`.
+    pub(crate) async fn run(
+        self,
+        mut messages: mpsc::Receiver<OwnedMessage>,
+        shutdown: CancellationToken,
+    ) -> Result<()> {
         let mut batch = Batch::default();
-        let linger = self.limits.linger();
-        loop {
+        let linger = self.shared.limits.linger();
+        let outcome = loop {
             let deadline = batch.started.map(|s| s + linger);
-            tokio::select! {
+            let step = tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => break,
+                _ = self.revoked.cancelled() => break Err(Stopped::Revoked),
+                _ = shutdown.cancelled() => break Ok(()),
                 _ = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => {
-                    self.flush(&mut batch, &shutdown).await?;
+                    self.flush(&mut batch).await
                 }
-                received = self.consumer.recv() => match received {
-                    Ok(message) => {
-                        self.take(&message, &mut batch).await?;
-                        if batch.rows.len() >= self.limits.max_rows || batch.bytes >= self.limits.max_bytes {
-                            self.flush(&mut batch, &shutdown).await?;
+                received = messages.recv() => match received {
+                    Some(message) => {
+                        match self.take(&message, &mut batch).await {
+                            Ok(()) if self.is_full(&batch) => self.flush(&mut batch).await,
+                            other => other.map_err(Stopped::from),
                         }
                     }
-                    Err(e) => {
-                        let reason = e.rdkafka_error_code().map_or_else(|| "other".to_owned(), |c| format!("{c:?}"));
-                        metrics::counter!(m::CONSUME_ERRORS, "reason" => reason).increment(1);
-                        tracing::warn!(worker = self.index, error = %e, "kafka consume error");
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                    }
+                    None => break Ok(()),
                 },
+            };
+            if let Err(stopped) = step {
+                break Err(stopped);
+            }
+        };
+        match outcome {
+            Err(Stopped::Revoked) => {
+                tracing::debug!(
+                    partition = self.partition,
+                    "partition revoked; its open batch is left uncommitted"
+                );
+                Ok(())
+            }
+            Err(Stopped::Failed(e)) => Err(e),
+            Ok(()) => {
+                // Shutdown: write what is held and store its offset before
+                // the pool commits and leaves the group.
+                let flushed =
+                    tokio::time::timeout(Duration::from_secs(30), self.flush(&mut batch)).await;
+                if !matches!(flushed, Ok(Ok(()))) {
+                    tracing::warn!(
+                        partition = self.partition,
+                        "could not write the last batch at shutdown; it will be consumed again"
+                    );
+                }
+                Ok(())
             }
         }
-        // Write what is held, then commit what was stored, before leaving
-        // the group: a clean stop replays nothing.
-        let stop = CancellationToken::new();
-        let flushed =
-            tokio::time::timeout(Duration::from_secs(30), self.flush(&mut batch, &stop)).await;
-        if !matches!(flushed, Ok(Ok(()))) {
-            tracing::warn!(
-                worker = self.index,
-                "could not write the last batch at shutdown; it will be consumed again"
-            );
-        }
-        // An offset-less commit sends the *stored* offsets (librdkafka), not
-        // the consumer's position, so nothing unwritten is committed.
-        if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Sync) {
-            tracing::debug!(worker = self.index, error = %e, "final commit");
-        }
-        Ok(())
+    }
+
+    /// The insert deduplication token of the messages `first..=last` of
+    /// this partition: a write of the same messages again (a retry whose
+    /// first attempt did land) is not stored twice, on servers with tokens.
+    fn token(&self, first: i64, last: i64) -> String {
+        format!("{}/{}/{first}-{last}", self.shared.topic, self.partition)
+    }
+
+    fn is_full(&self, batch: &Batch) -> bool {
+        batch.rows.len() >= self.shared.limits.max_rows
+            || batch.bytes >= self.shared.limits.max_bytes
     }
 
     /// Adds one message to the batch, or dead-letters it.
-    async fn take<M: rdkafka::Message>(&self, message: &M, batch: &mut Batch) -> Result<()> {
+    async fn take(&self, message: &OwnedMessage, batch: &mut Batch) -> Result<()> {
         metrics::counter!(m::MESSAGES_CONSUMED).increment(1);
-        match crate::decode::rows(message) {
+        match self.shared.decoder.rows(message) {
             Ok(rows) => {
                 let first = batch.rows.len();
                 for row in rows {
@@ -147,7 +171,6 @@ impl Worker {
                     batch.rows.push(row);
                 }
                 batch.sources.push(Source {
-                    partition: message.partition(),
                     offset: message.offset(),
                     key: String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
                     value: message.payload().unwrap_or_default().to_vec(),
@@ -157,18 +180,12 @@ impl Worker {
             Err(e) => {
                 let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
                 let value = message.payload().unwrap_or_default().to_vec();
-                self.dead_letter(
-                    key,
-                    value,
-                    message.partition(),
-                    message.offset(),
-                    "undecodable",
-                    &e.to_string(),
-                )
-                .await?
+                self.dead_letter(key, value, message.offset(), "undecodable", &e.to_string())
+                    .await?
             }
         }
-        batch.offsets.insert(message.partition(), message.offset());
+        let first = batch.offsets.map_or(message.offset(), |(first, _)| first);
+        batch.offsets = Some((first, message.offset()));
         batch.started.get_or_insert_with(Instant::now);
         Ok(())
     }
@@ -179,13 +196,12 @@ impl Worker {
         &self,
         key: String,
         value: Vec<u8>,
-        partition: i32,
         offset: i64,
         kind: &'static str,
         reason: &str,
     ) -> Result<()> {
+        let partition = self.partition;
         tracing::warn!(
-            worker = self.index,
             partition,
             offset,
             kind,
@@ -199,13 +215,14 @@ impl Worker {
                 ("skein-error", reason.as_bytes().to_vec()),
                 (
                     "skein-source",
-                    format!("{}/{partition}/{offset}", self.topic).into_bytes(),
+                    format!("{}/{partition}/{offset}", self.shared.topic).into_bytes(),
                 ),
             ],
         };
         let sent = self
+            .shared
             .dead_letters
-            .send_all(&self.dead_letter_topic, vec![dead])
+            .send_all(&self.shared.dead_letter_topic, vec![dead])
             .await
             .pop()
             .expect("one result per message");
@@ -222,10 +239,11 @@ impl Worker {
         batch: &Batch,
         refusal: &skein_store::Error,
     ) -> Result<()> {
-        tracing::warn!(worker = self.index, error = %refusal, "clickhouse refused a batch; writing it message by message");
+        tracing::warn!(partition = self.partition, error = %refusal, "clickhouse refused a batch; writing it message by message");
         for source in &batch.sources {
             let rows = &batch.rows[source.rows.clone()];
-            let write = || self.writer.write(rows);
+            let token = self.token(source.offset, source.offset);
+            let write = || self.shared.writer.write_with_token(rows, &token);
             let result = write
                 .retry(crate::write_backoff().with_max_times(10))
                 .when(|e: &skein_store::Error| e.is_retryable())
@@ -237,7 +255,6 @@ impl Worker {
                 self.dead_letter(
                     source.key.clone(),
                     source.value.clone(),
-                    source.partition,
                     source.offset,
                     "refused",
                     &format!("clickhouse refused the rows of this message: {e}"),
@@ -248,112 +265,69 @@ impl Worker {
         Ok(())
     }
 
-    /// Writes the batch (retrying what can be retried), then stores its offsets.
-    async fn flush(&self, batch: &mut Batch, shutdown: &CancellationToken) -> Result<()> {
-        if batch.is_empty() {
+    /// Writes the batch (retrying what can be retried), then stores its
+    /// offset. While a write is retried the pool keeps polling, so the group
+    /// keeps this consumer, and this partition's channel fills up until the
+    /// pool pauses the partition.
+    async fn flush(&self, batch: &mut Batch) -> Result<(), Stopped> {
+        let Some((first, last)) = batch.offsets else {
             return Ok(());
-        }
-        let started = Instant::now();
+        };
         if !batch.rows.is_empty() {
-            let write = || self.writer.write(&batch.rows);
+            let _permit = tokio::select! {
+                biased;
+                _ = self.revoked.cancelled() => return Err(Stopped::Revoked),
+                permit = self.shared.writes.acquire() => permit.expect("the pool never closes its semaphore"),
+            };
+            let started = Instant::now();
+            let token = self.token(first, last);
+            let write = || self.shared.writer.write_with_token(&batch.rows, &token);
             let retrying = write
-                .retry(
-                    crate::write_backoff(),
-                )
+                .retry(crate::write_backoff())
                 .when(|e: &skein_store::Error| e.is_retryable())
                 .notify(|e, wait| {
                     metrics::counter!(m::WRITE_RETRIES).increment(1);
-                    tracing::warn!(worker = self.index, error = %e, ?wait, "clickhouse write failed; retrying");
+                    tracing::warn!(partition = self.partition, error = %e, ?wait, "clickhouse write failed; retrying");
                 });
-            // A write normally takes milliseconds. One that does not finish
-            // soon means ClickHouse is slow or down: stop fetching, but keep
-            // polling, so the group does not evict this consumer while the
-            // write is retried (max.poll.interval.ms) and no partition moves.
-            let mut retrying = std::pin::pin!(retrying);
-            let mut paused: Option<TopicPartitionList> = None;
-            let result = loop {
-                tokio::select! {
-                    biased;
-                    result = &mut retrying => break result,
-                    _ = shutdown.cancelled() => {
-                        self.resume(paused.as_ref());
-                        return Err(Error::Worker { worker: self.index, message: "stopped while retrying a write".into() });
-                    }
-                    _ = tokio::time::sleep(PAUSE_AFTER), if paused.is_none() => {
-                        let assignment = self.consumer.assignment().map_err(skein_kafka_error("read assignment"))?;
-                        if let Err(e) = self.consumer.pause(&assignment) {
-                            tracing::warn!(worker = self.index, error = %e, "pausing partitions failed");
-                        }
-                        metrics::gauge!(m::PARTITIONS_PAUSED, "worker" => self.index.to_string()).set(assignment.count() as f64);
-                        tracing::warn!(worker = self.index, partitions = assignment.count(), "clickhouse write is slow or failing; pausing partitions until it succeeds");
-                        paused = Some(assignment);
-                    }
-                    received = self.consumer.recv(), if paused.is_some() => {
-                        // Fetched before the pause, or from a partition
-                        // assigned since: hold it for the next batch and
-                        // pause its partition too.
-                        if let Ok(message) = received {
-                            let held = message.detach();
-                            let mut tp = TopicPartitionList::new();
-                            tp.add_partition(held.topic(), held.partition());
-                            let _ = self.consumer.pause(&tp);
-                            if let Some(p) = paused.as_mut() {
-                                p.add_partition(held.topic(), held.partition());
-                            }
-                            self.held.lock().expect("held lock").push(held);
-                        }
-                    }
-                }
+            let result = tokio::select! {
+                biased;
+                result = retrying => result,
+                _ = self.revoked.cancelled() => return Err(Stopped::Revoked),
             };
-            self.resume(paused.as_ref());
             match result {
                 Err(e) if !e.is_retryable() => self.write_each_or_dead_letter(batch, &e).await?,
-                other => other?,
+                other => other.map_err(Error::from)?,
             }
             metrics::counter!(m::SPANS_WRITTEN).increment(batch.rows.len() as u64);
             metrics::counter!(m::BATCHES_WRITTEN).increment(1);
             metrics::histogram!(m::BATCH_ROWS).record(batch.rows.len() as f64);
             metrics::histogram!(m::WRITE_SECONDS).record(started.elapsed().as_secs_f64());
         }
-        let mut offsets = TopicPartitionList::new();
-        for (partition, offset) in &batch.offsets {
-            offsets
-                .add_partition_offset(&self.topic, *partition, Offset::Offset(offset + 1))
-                .map_err(skein_kafka_error("build offsets"))?;
+        if self.revoked.is_cancelled() {
+            // Written, but the partition has moved on: its next owner
+            // consumes these messages again, and the copies collapse.
+            return Err(Stopped::Revoked);
         }
-        if let Err(e) = self.consumer.store_offsets(&offsets) {
+        let mut offsets = TopicPartitionList::new();
+        offsets
+            .add_partition_offset(&self.shared.topic, self.partition, Offset::Offset(last + 1))
+            .map_err(|source| {
+                Error::Kafka(skein_kafka::Error::Kafka {
+                    op: "build offsets",
+                    source,
+                })
+            })?;
+        if let Err(e) = self.shared.consumer.store_offsets(&offsets) {
             // The partition moved to another consumer; it replays from the
             // last commit, so nothing is lost (the rows may be written twice).
-            tracing::warn!(worker = self.index, error = %e, "storing offsets failed");
+            tracing::warn!(partition = self.partition, error = %e, "storing offsets failed");
         }
         tracing::debug!(
-            worker = self.index,
+            partition = self.partition,
             rows = batch.rows.len(),
             "batch written"
         );
         *batch = Batch::default();
-        let held: Vec<OwnedMessage> = std::mem::take(&mut *self.held.lock().expect("held lock"));
-        for message in &held {
-            self.take(message, batch).await?;
-        }
         Ok(())
     }
-
-    /// Resumes the partitions paused while a write was retried.
-    fn resume(&self, paused: Option<&TopicPartitionList>) {
-        let Some(paused) = paused else { return };
-        if let Err(e) = self.consumer.resume(paused) {
-            // A partition revoked meanwhile cannot be resumed; the others are.
-            tracing::debug!(worker = self.index, error = %e, "resuming partitions");
-        }
-        metrics::gauge!(m::PARTITIONS_PAUSED, "worker" => self.index.to_string()).set(0.0);
-        tracing::info!(
-            worker = self.index,
-            "clickhouse write succeeded; partitions resumed"
-        );
-    }
-}
-
-fn skein_kafka_error(op: &'static str) -> impl FnOnce(rdkafka::error::KafkaError) -> Error {
-    move |source| Error::Kafka(skein_kafka::Error::Kafka { op, source })
 }
