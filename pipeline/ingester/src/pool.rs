@@ -154,8 +154,8 @@ impl Pool {
         self.gauges();
     }
 
-    /// The slot of `partition`, starting its worker if it has none.
-    fn slot(&mut self, partition: i32) -> &mut Slot {
+    /// Starts the worker of `partition` unless it has one.
+    fn slot(&mut self, partition: i32) {
         self.slots.entry(partition).or_insert_with(|| {
             let (messages, receiver) = mpsc::channel(CHANNEL_MESSAGES);
             let revoked = CancellationToken::new();
@@ -168,7 +168,7 @@ impl Pool {
                 revoked,
                 task,
             }
-        })
+        });
     }
 
     /// Hands a message to its partition's worker, or holds it and pauses
@@ -178,7 +178,16 @@ impl Pool {
             return;
         }
         let partition = message.partition();
-        let slot = self.slot(partition);
+        let Some(slot) = self.slots.get_mut(&partition) else {
+            // Fetched before its partition was revoked: the next owner
+            // reads it again from the last commit.
+            tracing::debug!(
+                partition,
+                offset = message.offset(),
+                "message of a partition no longer held"
+            );
+            return;
+        };
         if !slot.held.is_empty() {
             slot.held.push_back(message);
             return;
