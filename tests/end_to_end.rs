@@ -28,9 +28,10 @@ fn spans_by_id(trace: &Value) -> BTreeMap<String, Value> {
 }
 
 /// What the API must answer for `data`: Jaeger's rendering of exactly the
-/// spans that were sent.
+/// spans that were sent, adjusted as the query service adjusts it.
 fn expected(data: &TracesData) -> BTreeMap<String, Value> {
-    let trace = jaeger::trace_from_otlp(&data.resource_spans);
+    let mut trace = jaeger::trace_from_otlp(&data.resource_spans);
+    skein_model::adjust::standard(&mut trace, &skein_model::adjust::Options::default());
     spans_by_id(&serde_json::to_value(trace).unwrap())
 }
 
@@ -493,8 +494,10 @@ async fn exact_copies_collapse_and_same_id_spans_with_other_content_are_kept() -
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn services_and_operations_are_listed_as_jaeger_lists_them() -> Result<()> {
-    let stack = Stack::start(topology("services")).await?;
+async fn a_trace_over_the_span_cap_comes_back_cut_with_a_warning() -> Result<()> {
+    let mut t = topology("span_cap");
+    t.query.max_spans_per_trace = 3;
+    let stack = Stack::start(t).await?;
     assert_eq!(
         stack
             .post_otlp_json(fixture_json("example_trace")?)
@@ -502,127 +505,114 @@ async fn services_and_operations_are_listed_as_jaeger_lists_them() -> Result<()>
             .status(),
         200
     );
-    stack.wait_for_trace("0000000000000011", 5, WAIT).await?;
-    let get = |path: &str| {
-        let url = stack.query_url(path);
+    let answer = stack.wait_for_trace("0000000000000011", 3, WAIT).await?;
+    let trace = &answer["data"][0];
+    let starts: Vec<u64> = trace["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["startTime"].as_u64().unwrap())
+        .collect();
+    assert_eq!(starts.len(), 3, "cut at the cap");
+    // The earliest spans are the ones kept.
+    let mut all: Vec<u64> = expected(&fixture("example_trace")?)
+        .values()
+        .map(|s| s["startTime"].as_u64().unwrap())
+        .collect();
+    all.sort_unstable();
+    let mut kept = starts.clone();
+    kept.sort_unstable();
+    assert_eq!(kept, all[..3]);
+    let warning = trace["warnings"][0].as_str().unwrap_or_default();
+    assert!(warning.contains("more than 3 spans"), "{trace}");
+    stack.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clock_skew_is_corrected_unless_the_trace_is_asked_for_raw() -> Result<()> {
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    let mut t = topology("clock_skew");
+    t.query.max_clock_skew_adjust_ms = 10_000;
+    let stack = Stack::start(t).await?;
+    let text = |k: &str, v: &str| KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(v.into())),
+        }),
+        ..Default::default()
+    };
+    let start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos() as u64
+        - 3_600_000_000_000;
+    let ms = 1_000_000u64;
+    let host = |service: &str, host: &str, span: Span| ResourceSpans {
+        resource: Some(Resource {
+            attributes: vec![text("service.name", service), text("host.name", host)],
+            ..Default::default()
+        }),
+        scope_spans: vec![ScopeSpans {
+            spans: vec![span],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    // The server's clock runs 2 s ahead: its span starts after the client's
+    // ended.
+    let client = Span {
+        trace_id: vec![0xc5; 16],
+        span_id: vec![1; 8],
+        name: "call".into(),
+        start_time_unix_nano: start,
+        end_time_unix_nano: start + 100 * ms,
+        ..Default::default()
+    };
+    let server = Span {
+        trace_id: vec![0xc5; 16],
+        span_id: vec![2; 8],
+        parent_span_id: vec![1; 8],
+        name: "serve".into(),
+        start_time_unix_nano: start + 2_000 * ms,
+        end_time_unix_nano: start + 2_050 * ms,
+        ..Default::default()
+    };
+    let data = TracesData {
+        resource_spans: vec![host("client", "a", client), host("server", "b", server)],
+    };
+    assert_eq!(
+        stack
+            .post_otlp_json(serde_json::to_string(&data)?)
+            .await?
+            .status(),
+        200
+    );
+    let id = "c5".repeat(16);
+    stack.wait_for_trace(&id, 2, WAIT).await?;
+    let serve_start = |answer: &Value| {
+        answer["data"][0]["spans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["operationName"] == "serve")
+            .map(|s| (s["startTime"].as_u64().unwrap(), s["warnings"].clone()))
+            .unwrap()
+    };
+    let get = |path: String| {
+        let url = stack.query_url(&path);
         async move { anyhow::Ok(reqwest::get(url).await?.json::<Value>().await?) }
     };
-    let services = get("/api/services").await?;
-    assert_eq!(
-        services["data"],
-        serde_json::json!([
-            "example-service-1",
-            "example-service-2",
-            "example-service-3"
-        ])
-    );
-    assert_eq!(services["total"], 3);
-    let names = get("/api/services/example-service-1/operations").await?;
-    assert_eq!(
-        names["data"],
-        serde_json::json!([
-            "example-operation-1",
-            "example-operation-3",
-            "example-operation-4"
-        ])
-    );
-    let ops = get("/api/operations?service=example-service-1").await?;
-    assert_eq!(
-        ops["data"],
-        serde_json::json!([
-            {"name": "example-operation-1", "spanKind": ""},
-            {"name": "example-operation-3", "spanKind": "server"},
-            {"name": "example-operation-4", "spanKind": "client"},
-        ])
-    );
-    let servers = get("/api/operations?service=example-service-1&spanKind=server").await?;
-    assert_eq!(
-        servers["data"],
-        serde_json::json!([{"name": "example-operation-3", "spanKind": "server"}])
-    );
-    let missing = reqwest::get(stack.query_url("/api/operations")).await?;
-    assert_eq!(missing.status(), 400);
-    stack.stop().await;
-    Ok(())
-}
-
-/// The conformance suite's big traces: the example's first span copied
-/// `n` times, each copy with its own span ID (or, every `reuse_every`th,
-/// the original's) and its start moved by i seconds.
-fn copies(n: usize, reuse_every: Option<usize>) -> Result<TracesData> {
-    let mut data = fixture("example_trace")?;
-    data.resource_spans.truncate(1);
-    let original = data.resource_spans[0].scope_spans[0].spans[0].clone();
-    let spans = &mut data.resource_spans[0].scope_spans[0].spans;
-    spans.clear();
-    for i in 0..n {
-        let mut span = original.clone();
-        span.trace_id = vec![0xee; 16];
-        let reuse = reuse_every.is_some_and(|k| i % k == 0);
-        if !reuse {
-            span.span_id = (i as u64 + 1_000_000).to_be_bytes().to_vec();
-        }
-        span.start_time_unix_nano += i as u64 * 1_000_000_000;
-        span.end_time_unix_nano += i as u64 * 1_000_000_000;
-        spans.push(span);
-    }
-    Ok(data)
-}
-
-async fn post_protobuf(stack: &Stack, data: &TracesData) -> Result<()> {
-    let body = ExportTraceServiceRequest {
-        resource_spans: data.resource_spans.clone(),
-    }
-    .encode_to_vec();
-    let response = reqwest::Client::new()
-        .post(stack.traces_url())
-        .header("content-type", "application/x-protobuf")
-        .body(body)
-        .send()
-        .await?;
-    anyhow::ensure!(
-        response.status() == 200,
-        "collector answered {}",
-        response.status()
-    );
-    Ok(())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_trace_of_10008_spans_comes_back_whole() -> Result<()> {
-    let stack = Stack::start(topology("big_trace")).await?;
-    post_protobuf(&stack, &copies(10_008, None)?).await?;
-    let answer = stack
-        .wait_for_trace(&"ee".repeat(16), 10_008, Duration::from_secs(120))
-        .await?;
-    let ids: std::collections::BTreeSet<_> = answer["data"][0]["spans"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["spanID"].as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(ids.len(), 10_008, "every copy has its own span ID");
-    stack.stop().await;
-    Ok(())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn spans_reusing_a_span_id_are_all_kept() -> Result<()> {
-    let stack = Stack::start(topology("dup_ids")).await?;
-    post_protobuf(&stack, &copies(200, Some(20))?).await?;
-    let answer = stack
-        .wait_for_trace(&"ee".repeat(16), 200, Duration::from_secs(90))
-        .await?;
-    let original = answer["data"][0]["spans"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|s| s["spanID"] == "0000000000000004") // the first span of the fixture
-        .count();
-    assert_eq!(
-        original, 10,
-        "every 20th of 200 copies reuses the original span ID"
-    );
+    let (adjusted, warnings) = serve_start(&get(format!("/api/traces/{id}")).await?);
+    // Centred in its parent: (100 - 50) / 2 = 25 ms after the client's start.
+    assert_eq!(adjusted, (start + 25 * ms) / 1_000, "{warnings}");
+    assert!(warnings.to_string().contains("adjusted"), "{warnings}");
+    let (raw, _) = serve_start(&get(format!("/api/traces/{id}?raw=true")).await?);
+    assert_eq!(raw, (start + 2_000 * ms) / 1_000);
+    // The search answers adjusted traces too.
+    let (searched, _) = serve_start(&get("/api/traces?service=server&lookback=2h".into()).await?);
+    assert_eq!(searched, adjusted);
     stack.stop().await;
     Ok(())
 }

@@ -229,15 +229,42 @@ pub fn fixture(name: &str) -> Result<TracesData> {
     Ok(serde_json::from_str(&fixture_json(name)?)?)
 }
 
-const DAY_NS: u64 = 86_400 * 1_000_000_000;
-const FIXTURE_DAY_2017_01_26: u64 = 17_192; // days since the epoch
+/// Nanoseconds in a day.
+pub const DAY_NS: u64 = 86_400 * 1_000_000_000;
 
-fn shift(ns: u64) -> u64 {
-    let now_day = std::time::SystemTime::now()
+fn today() -> u64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock after the epoch")
         .as_secs()
-        / 86_400;
+        / 86_400
+}
+
+/// A time of the conformance `queries.json` in ns since the epoch, its date
+/// moved as the README says: 2017-01-26 to yesterday and 2017-01-25 to the
+/// day before.
+pub fn conformance_query_time(text: &str) -> Result<u64> {
+    let (date, time) = text.split_once('T').context("no T in query time")?;
+    let day = match date {
+        "2017-01-26" => today() - 1,
+        "2017-01-25" => today() - 2,
+        other => bail!("unexpected query date {other}"),
+    };
+    let time = time.trim_end_matches('Z');
+    let mut parts = time.splitn(3, ':');
+    let (h, m, s) = (
+        parts.next().context("hour")?.parse::<u64>()?,
+        parts.next().context("minute")?.parse::<u64>()?,
+        parts.next().context("second")?,
+    );
+    let (whole, fraction) = s.split_once('.').unwrap_or((s, "0"));
+    let nanos: u64 = format!("{fraction:0<9}")[..9].parse()?;
+    Ok(day * DAY_NS + ((h * 60 + m) * 60 + whole.parse::<u64>()?) * 1_000_000_000 + nanos)
+}
+const FIXTURE_DAY_2017_01_26: u64 = 17_192; // days since the epoch
+
+fn shift(ns: u64) -> u64 {
+    let now_day = today();
     let (day, time_of_day) = (ns / DAY_NS, ns % DAY_NS);
     let target = if day < FIXTURE_DAY_2017_01_26 {
         now_day - 2

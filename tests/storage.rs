@@ -14,8 +14,7 @@ use clickhouse::Client;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, TracesData};
 use prost::Message;
 use skein_store::{retention, schema, Capabilities, SpanReader, SpanRow, SpanWriter, TraceQuery};
-
-const DAY_NS: u64 = 86_400 * 1_000_000_000;
+use skein_tests::DAY_NS;
 
 /// A fresh database for `test`, with the schema applied.
 struct Db {
@@ -117,35 +116,6 @@ fn encoded(spans: &[ResourceSpans]) -> Vec<Vec<u8>> {
     out
 }
 
-fn today() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after the epoch")
-        .as_secs()
-        / 86_400
-}
-
-/// A query time of `queries.json`, its date moved as the README says:
-/// 2017-01-26 to yesterday and 2017-01-25 to the day before.
-fn query_time(text: &str) -> Result<u64> {
-    let (date, time) = text.split_once('T').context("no T in query time")?;
-    let day = match date {
-        "2017-01-26" => today() - 1,
-        "2017-01-25" => today() - 2,
-        other => anyhow::bail!("unexpected query date {other}"),
-    };
-    let time = time.trim_end_matches('Z');
-    let mut parts = time.splitn(3, ':');
-    let (h, m, s) = (
-        parts.next().context("hour")?.parse::<u64>()?,
-        parts.next().context("minute")?.parse::<u64>()?,
-        parts.next().context("second")?,
-    );
-    let (whole, fraction) = s.split_once('.').unwrap_or((s, "0"));
-    let nanos: u64 = format!("{fraction:0<9}")[..9].parse()?;
-    Ok(day * DAY_NS + ((h * 60 + m) * 60 + whole.parse::<u64>()?) * 1_000_000_000 + nanos)
-}
-
 /// A tag value of a query as text, whatever its JSON type.
 fn tag_text(value: &serde_json::Value) -> String {
     match value {
@@ -166,8 +136,8 @@ fn trace_query(case: &serde_json::Value) -> Result<TraceQuery> {
             .as_object()
             .map(|tags| tags.iter().map(|(k, v)| (k.clone(), tag_text(v))).collect())
             .unwrap_or_default(),
-        start_min: query_time(&text("StartTimeMin"))?,
-        start_max: query_time(&text("StartTimeMax"))?,
+        start_min: skein_tests::conformance_query_time(&text("StartTimeMin"))?,
+        start_max: skein_tests::conformance_query_time(&text("StartTimeMax"))?,
         duration_min: nanos("DurationMin"),
         duration_max: nanos("DurationMax"),
         limit: usize::try_from(q["NumTraces"].as_u64().unwrap_or(20))?,

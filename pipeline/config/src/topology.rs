@@ -452,18 +452,69 @@ impl Batch {
 }
 
 /// The query role: Jaeger-compatible HTTP API and UI.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Query {
     /// Listen address of the HTTP API and UI. Default `0.0.0.0:16686`.
     pub http: String,
+    /// ClickHouse user the query service reads as (a read-only one is
+    /// best); empty: `storage.clickhouse.user`. Either way its queries run
+    /// with `readonly=2`, so they can never write.
+    pub clickhouse_user: String,
+    /// Password of `clickhouse_user`. Shown as `***` by `Debug`.
+    pub clickhouse_password: String,
+    /// Longest a query may run in ClickHouse, in milliseconds (rounded up
+    /// to whole seconds). Default 30000.
+    pub timeout_ms: u64,
+    /// Most spans returned for one trace; a longer trace comes back cut,
+    /// with a warning. Default 100000.
+    pub max_spans_per_trace: usize,
+    /// Searches look this far back when the request gives no start, in
+    /// milliseconds. Default 172800000 (2 days, as Jaeger).
+    pub default_lookback_ms: u64,
+    /// Largest shift the clock-skew adjuster applies to a span, in
+    /// milliseconds; 0 turns the adjuster off. Default 0, as Jaeger.
+    pub max_clock_skew_adjust_ms: u64,
 }
 
 impl Default for Query {
     fn default() -> Self {
         Query {
             http: "0.0.0.0:16686".to_owned(),
+            clickhouse_user: String::new(),
+            clickhouse_password: String::new(),
+            timeout_ms: 30_000,
+            max_spans_per_trace: 100_000,
+            default_lookback_ms: 2 * 24 * 3600 * 1000,
+            max_clock_skew_adjust_ms: 0,
         }
+    }
+}
+
+/// Hides the password.
+impl fmt::Debug for Query {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let password = if self.clickhouse_password.is_empty() {
+            ""
+        } else {
+            "***"
+        };
+        f.debug_struct("Query")
+            .field("http", &self.http)
+            .field("clickhouse_user", &self.clickhouse_user)
+            .field("clickhouse_password", &password)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("max_spans_per_trace", &self.max_spans_per_trace)
+            .field("default_lookback_ms", &self.default_lookback_ms)
+            .field("max_clock_skew_adjust_ms", &self.max_clock_skew_adjust_ms)
+            .finish()
+    }
+}
+
+impl Query {
+    /// [`timeout_ms`](Self::timeout_ms) as a duration.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
     }
 }
 

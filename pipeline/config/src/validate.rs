@@ -212,6 +212,15 @@ pub(crate) fn validate(t: &Topology) -> Result<(), Vec<ValidationError>> {
     }
 
     // query and admin
+    p.at_least("query.timeout_ms", t.query.timeout_ms, 1);
+    p.at_least("query.max_spans_per_trace", t.query.max_spans_per_trace, 1);
+    p.at_least("query.default_lookback_ms", t.query.default_lookback_ms, 1);
+    if t.query.clickhouse_user.trim().is_empty() && !t.query.clickhouse_password.is_empty() {
+        p.add(
+            "query.clickhouse_password",
+            "set without query.clickhouse_user",
+        );
+    }
     let query = p.listen("query.http", &t.query.http);
     let admin = p.listen("admin.http", &t.admin.http);
     let admin_ingester = p.listen("admin.ingester_http", &t.admin.ingester_http);

@@ -10,6 +10,7 @@
 //! drops its well-formed neighbours; every span that is accepted survives
 //! encoding and decoding bit for bit (attributes keep their types).
 
+pub mod adjust;
 pub mod flat;
 pub mod jaeger;
 pub mod jaeger_in;

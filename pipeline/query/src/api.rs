@@ -8,9 +8,34 @@ use axum::{Json, Router};
 use skein_model::jaeger::{self, Response as JaegerResponse, ResponseError};
 use skein_store::SpanReader;
 
-pub(crate) fn router(reader: SpanReader) -> Router {
+/// What every handler of the legacy API shares.
+#[derive(Clone)]
+pub(crate) struct Api {
+    pub(crate) reader: SpanReader,
+    pub(crate) options: Options,
+}
+
+/// How the API answers, from the topology's `query` section.
+#[derive(Debug, Clone)]
+pub(crate) struct Options {
+    /// How far back a search without `start` looks.
+    pub(crate) default_lookback: std::time::Duration,
+    /// Most spans returned for one trace (for the truncation warning).
+    pub(crate) max_spans_per_trace: usize,
+    /// How traces are adjusted unless a request asks for them raw.
+    pub(crate) adjust: skein_model::adjust::Options,
+}
+
+impl axum::extract::FromRef<Api> for SpanReader {
+    fn from_ref(api: &Api) -> Self {
+        api.reader.clone()
+    }
+}
+
+pub(crate) fn router(api: Api) -> Router {
     Router::new()
         .route("/", get(home))
+        .route("/api/traces", get(search_traces))
         .route("/api/traces/{trace_id}", get(trace))
         .route("/api/services", get(services))
         .route(
@@ -18,7 +43,8 @@ pub(crate) fn router(reader: SpanReader) -> Router {
             get(service_operations),
         )
         .route("/api/operations", get(operations))
-        .with_state(reader)
+        .merge(crate::api_v3::router(api.reader.clone()))
+        .with_state(api)
 }
 
 async fn home() -> Html<&'static str> {
@@ -119,23 +145,90 @@ async fn operations(
     }
 }
 
-async fn trace(State(reader): State<SpanReader>, Path(raw): Path<String>) -> Response {
-    let Some(trace_id) = normalize_trace_id(&raw) else {
+/// A stored trace in Jaeger's model, adjusted as Jaeger's query service
+/// does unless `raw` (exact copies removed, sorted, clock skew corrected),
+/// with a warning when it was cut at the cap on spans per trace.
+fn jaeger_trace(
+    fetched: &skein_store::FetchedTrace,
+    options: &Options,
+    raw: bool,
+) -> jaeger::Trace {
+    let mut trace = jaeger::trace_from_otlp(&fetched.spans);
+    if !raw {
+        skein_model::adjust::standard(&mut trace, &options.adjust);
+    }
+    if fetched.truncated {
+        trace.warnings.get_or_insert_with(Vec::new).push(format!(
+            "trace has more than {} spans (query.max_spans_per_trace); only the earliest are shown",
+            options.max_spans_per_trace
+        ));
+    }
+    trace
+}
+
+#[derive(serde::Deserialize)]
+struct TraceParams {
+    start: Option<String>,
+    end: Option<String>,
+    raw: Option<String>,
+}
+
+/// `GET /api/traces/{traceID}`: one trace; `start`/`end` (microseconds)
+/// are accepted as Jaeger accepts them, though the trace's own time bounds
+/// already limit what is read.
+async fn trace(
+    State(api): State<Api>,
+    Path(raw_id): Path<String>,
+    axum::extract::Query(params): axum::extract::Query<TraceParams>,
+) -> Response {
+    let Some(trace_id) = normalize_trace_id(&raw_id) else {
         return error(
             StatusCode::BAD_REQUEST,
-            format!("malformed trace id {raw:?}: want 1 to 32 hex digits"),
+            format!("malformed trace id {raw_id:?}: want 1 to 32 hex digits"),
             None,
         );
     };
-    match reader.trace(&trace_id).await {
-        Ok(spans) if spans.is_empty() => {
-            error(StatusCode::NOT_FOUND, "trace not found".into(), Some(raw))
+    for (name, value) in [("start", &params.start), ("end", &params.end)] {
+        if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
+            if let Err(e) = v.parse::<u64>() {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("unable to parse param '{name}': {e}"),
+                    None,
+                );
+            }
         }
-        Ok(spans) => Json(JaegerResponse::new(
-            vec![jaeger::trace_from_otlp(&spans)],
-            0,
-        ))
-        .into_response(),
+    }
+    let raw = match params.raw.as_deref().filter(|v| !v.is_empty()) {
+        None => false,
+        Some(v) => match crate::params::go_bool(v) {
+            Some(raw) => raw,
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("unable to parse param 'raw': {v:?} is not a bool"),
+                    None,
+                )
+            }
+        },
+    };
+    match api
+        .reader
+        .fetch_traces(std::slice::from_ref(&trace_id), None)
+        .await
+    {
+        Ok(mut found) => match found.pop() {
+            Some(fetched) if !fetched.spans.is_empty() => Json(JaegerResponse::new(
+                vec![jaeger_trace(&fetched, &api.options, raw)],
+                0,
+            ))
+            .into_response(),
+            _ => error(
+                StatusCode::NOT_FOUND,
+                "trace not found".into(),
+                Some(raw_id),
+            ),
+        },
         Err(e) => {
             tracing::warn!(error = %e, trace_id, "reading a trace failed");
             let status = if e.is_retryable() {
@@ -143,9 +236,58 @@ async fn trace(State(reader): State<SpanReader>, Path(raw): Path<String>) -> Res
             } else {
                 StatusCode::INTERNAL_SERVER_ERROR
             };
-            error(status, e.to_string(), Some(raw))
+            error(status, e.to_string(), Some(raw_id))
         }
     }
+}
+
+/// `GET /api/traces`: a search, or traces by ID (see [`crate::search`]).
+async fn search_traces(
+    State(api): State<Api>,
+    axum::extract::Query(pairs): axum::extract::Query<Vec<(String, String)>>,
+) -> Response {
+    let parsed = match crate::search::parse(
+        &pairs,
+        std::time::SystemTime::now(),
+        api.options.default_lookback,
+    ) {
+        Ok(parsed) => parsed,
+        Err(msg) => return error(StatusCode::BAD_REQUEST, msg, None),
+    };
+    let (ids, by_ids) = match parsed.request {
+        crate::search::Request::ByIds(ids) => (ids, true),
+        crate::search::Request::Search(query) => match api.reader.search(&query).await {
+            Ok(ids) => (ids, false),
+            Err(e) => return store_error(e),
+        },
+    };
+    let fetched = match api.reader.fetch_traces(&ids, None).await {
+        Ok(fetched) => fetched,
+        Err(e) => return store_error(e),
+    };
+    let mut traces = Vec::new();
+    let mut errors = Vec::new();
+    for (id, fetched) in ids.iter().zip(&fetched) {
+        if fetched.spans.is_empty() {
+            // Asked for by ID and not stored: Jaeger lists it among the
+            // errors and answers the rest.
+            if by_ids {
+                errors.push(ResponseError {
+                    code: 0,
+                    msg: "trace not found".into(),
+                    trace_id: Some(id.clone()),
+                });
+            }
+            continue;
+        }
+        traces.push(jaeger_trace(fetched, &api.options, parsed.raw));
+    }
+    let total = traces.len();
+    let mut response = JaegerResponse::new(traces, total);
+    if !errors.is_empty() {
+        response.errors = Some(errors);
+    }
+    Json(response).into_response()
 }
 
 #[cfg(test)]

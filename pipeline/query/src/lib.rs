@@ -9,6 +9,9 @@
 //! trace is a 404 and a malformed ID a 400, never a server error.
 
 mod api;
+mod api_v3;
+mod params;
+mod search;
 
 use std::net::SocketAddr;
 
@@ -49,10 +52,26 @@ impl Error {
 /// The query service's result.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The ClickHouse client queries run with: the query user when one is
+/// configured, `readonly=2` (reads only; settings such as the time limit
+/// may still be set), and `max_execution_time` from `query.timeout_ms`.
+fn read_client(topology: &skein_config::Topology) -> clickhouse::Client {
+    let mut ch = topology.storage.clickhouse.clone();
+    let q = &topology.query;
+    if !q.clickhouse_user.trim().is_empty() {
+        ch.user.clone_from(&q.clickhouse_user);
+        ch.password.clone_from(&q.clickhouse_password);
+    }
+    let seconds = q.timeout_ms.div_ceil(1000).max(1);
+    skein_store::client(&ch)
+        .with_setting("readonly", "2")
+        .with_setting("max_execution_time", seconds.to_string())
+}
+
 /// The query service with its listener bound.
 pub struct Query {
     listener: TcpListener,
-    reader: SpanReader,
+    api: api::Api,
 }
 
 impl Query {
@@ -62,16 +81,30 @@ impl Query {
         let ch = &topology.storage.clickhouse;
         let client = skein_store::client(ch);
         skein_store::schema::apply(&client, &ch.database).await?;
-        let addr = &topology.query.http;
+        let q = &topology.query;
+        let addr = &q.http;
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| Error::Bind {
                 addr: addr.clone(),
                 source,
             })?;
+        let reader = SpanReader::new(read_client(topology), &ch.database)
+            .with_max_spans_per_trace(q.max_spans_per_trace);
         Ok(Self {
             listener,
-            reader: SpanReader::new(client, &ch.database),
+            api: api::Api {
+                reader,
+                options: api::Options {
+                    default_lookback: std::time::Duration::from_millis(q.default_lookback_ms),
+                    max_spans_per_trace: q.max_spans_per_trace,
+                    adjust: skein_model::adjust::Options {
+                        max_clock_skew_adjust: std::time::Duration::from_millis(
+                            q.max_clock_skew_adjust_ms,
+                        ),
+                    },
+                },
+            },
         })
     }
 
@@ -85,7 +118,7 @@ impl Query {
     /// Serves until `shutdown` is cancelled.
     pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
         tracing::info!(http = %self.addr(), "query listening");
-        axum::serve(self.listener, api::router(self.reader))
+        axum::serve(self.listener, api::router(self.api))
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .await
             .map_err(Error::Serve)

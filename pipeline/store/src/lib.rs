@@ -19,7 +19,7 @@ pub mod retention;
 pub mod schema;
 pub mod writer;
 
-pub use reader::{Operation, SpanReader, TraceQuery};
+pub use reader::{FetchedTrace, Operation, SpanReader, TraceQuery};
 pub use retention::RetentionReport;
 pub use schema::{Capabilities, ServerVersion};
 pub use writer::{SpanRow, SpanWriter};

@@ -23,6 +23,18 @@ use crate::{Error, Result};
 pub struct SpanReader {
     client: Client,
     database: String,
+    /// Most spans read for one trace; 0: all.
+    max_spans_per_trace: usize,
+}
+
+/// The spans of one trace, as [`SpanReader::fetch_traces`] found them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FetchedTrace {
+    /// One `ResourceSpans` per span, ordered by start time.
+    pub spans: Vec<ResourceSpans>,
+    /// The trace has more spans than the reader's cap; `spans` holds the
+    /// earliest ones.
+    pub truncated: bool,
 }
 
 #[derive(Debug, clickhouse::Row, Deserialize)]
@@ -108,7 +120,15 @@ impl SpanReader {
         Self {
             client,
             database: database.to_owned(),
+            max_spans_per_trace: 0,
         }
+    }
+
+    /// The same reader, returning at most `max` spans of a trace (the
+    /// earliest); 0 means all.
+    pub fn with_max_spans_per_trace(mut self, max: usize) -> Self {
+        self.max_spans_per_trace = max;
+        self
     }
 
     /// Every span of the trace `trace_id` (32 lowercase hex characters);
@@ -129,7 +149,22 @@ impl SpanReader {
         trace_ids: &[String],
         tenant: Option<&str>,
     ) -> Result<Vec<Vec<ResourceSpans>>> {
-        let mut found: HashMap<String, Vec<ResourceSpans>> = HashMap::new();
+        Ok(self
+            .fetch_traces(trace_ids, tenant)
+            .await?
+            .into_iter()
+            .map(|t| t.spans)
+            .collect())
+    }
+
+    /// [`traces`](Self::traces), saying of each trace whether it was cut at
+    /// the reader's cap on spans per trace.
+    pub async fn fetch_traces(
+        &self,
+        trace_ids: &[String],
+        tenant: Option<&str>,
+    ) -> Result<Vec<FetchedTrace>> {
+        let mut found: HashMap<String, FetchedTrace> = HashMap::new();
         let mut unique: Vec<&str> = trace_ids.iter().map(String::as_str).collect();
         unique.sort_unstable();
         unique.dedup();
@@ -159,7 +194,7 @@ impl SpanReader {
         &self,
         ids: &[&str],
         tenant: Option<&str>,
-        found: &mut HashMap<String, Vec<ResourceSpans>>,
+        found: &mut HashMap<String, FetchedTrace>,
     ) -> Result<()> {
         let list = placeholders(ids.len());
         let mut bounds = self.client.query(&format!(
@@ -190,10 +225,15 @@ impl SpanReader {
         } else {
             ""
         };
+        // One row past the cap says the trace is longer than the cap.
+        let limit_by = match self.max_spans_per_trace {
+            0 => String::new(),
+            max => format!(" LIMIT {} BY trace_id", max + 1),
+        };
         let mut query = self.client.query(&format!(
             "SELECT trace_id, span FROM {}.spans WHERE trace_id IN ({list}) \
              AND timestamp >= toDateTime(?) AND timestamp <= toDateTime(?){tenant_filter} \
-             ORDER BY trace_id, start_unix_nano, span_id",
+             ORDER BY trace_id, start_unix_nano, span_id{limit_by}",
             self.database
         ));
         for id in ids {
@@ -214,13 +254,16 @@ impl SpanReader {
         // merges collapse them such rows are byte-for-byte equal, and they
         // collapse here. Spans that share a span ID but differ in anything
         // are all kept.
+        let max = self.max_spans_per_trace;
         let mut seen = HashSet::new();
         for row in &rows {
             if seen.insert((row.trace_id.as_str(), row.span.as_slice())) {
-                found
-                    .entry(row.trace_id.clone())
-                    .or_default()
-                    .push(skein_model::flat::unflatten(&row.span)?);
+                let trace = found.entry(row.trace_id.clone()).or_default();
+                if max > 0 && trace.spans.len() == max {
+                    trace.truncated = true;
+                    continue;
+                }
+                trace.spans.push(skein_model::flat::unflatten(&row.span)?);
             }
         }
         Ok(())
