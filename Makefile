@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 # rustup installs cargo here; make it visible to every recipe.
 export PATH := $(HOME)/.cargo/bin:$(PATH)
-.PHONY: help up down status build run test lint fmt clean-data
+.PHONY: help up down status build run test bench lint fmt clean-data
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -26,6 +26,9 @@ run: up build ## start skein all-in-one against the local stack, in the backgrou
 test: up ## run unit and end-to-end tests (needs the stack, started by up)
 	cargo build --locked -p skein   # tests/ingester_processes.rs runs the binary
 	cargo test --workspace --locked
+
+bench: up ## query benchmark: load 1M synthetic spans into ClickHouse, print p50/p99 (BENCH_ARGS=--keep to reuse)
+	cargo run --release --locked -p skein-bench -- query $(BENCH_ARGS)
 
 lint: ## cargo fmt --check and clippy with warnings denied
 	cargo fmt --all --check

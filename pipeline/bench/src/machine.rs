@@ -1,0 +1,99 @@
+//! The machine a benchmark ran on, and what the benchmark cost it.
+//!
+//! In: `/proc/cpuinfo`, `/proc/meminfo`, `/proc/self/status`. Out: cores,
+//! CPU model, memory, and this process's peak resident memory.
+//!
+//! Guarantees: nothing fails: what cannot be read is reported as unknown
+//! (the core count falls back to the parallelism the OS grants).
+
+use serde::Serialize;
+
+/// The machine.
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    /// Logical cores (`processor` entries of `/proc/cpuinfo`).
+    pub cores: usize,
+    /// The CPU's model name.
+    pub cpu_model: String,
+    /// Physical memory, bytes.
+    pub memory_bytes: Option<u64>,
+}
+
+impl Machine {
+    /// The machine this process runs on.
+    pub fn this() -> Self {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let (cores, cpu_model) = parse_cpuinfo(&cpuinfo);
+        let cores = if cores > 0 {
+            cores
+        } else {
+            std::thread::available_parallelism().map_or(0, usize::from)
+        };
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        Self {
+            cores,
+            cpu_model: cpu_model.unwrap_or_else(|| "unknown".into()),
+            memory_bytes: kib_field(&meminfo, "MemTotal:"),
+        }
+    }
+}
+
+/// Core count and model name of a `/proc/cpuinfo` text.
+fn parse_cpuinfo(text: &str) -> (usize, Option<String>) {
+    let field = |line: &str, name: &str| {
+        let (key, value) = line.split_once(':')?;
+        (key.trim() == name).then(|| value.trim().to_owned())
+    };
+    let cores = text
+        .lines()
+        .filter(|l| field(l, "processor").is_some())
+        .count();
+    let model = text.lines().find_map(|l| field(l, "model name"));
+    (cores, model)
+}
+
+/// A `Name:   123 kB` field of a `/proc` text, in bytes.
+fn kib_field(text: &str, name: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with(name))?;
+    let kib: u64 = line[name.len()..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+/// The most resident memory this process has used so far (`VmHWM`), bytes.
+pub fn peak_rss_bytes() -> Option<u64> {
+    kib_field(
+        &std::fs::read_to_string("/proc/self/status").ok()?,
+        "VmHWM:",
+    )
+}
+
+/// Bytes as MiB, for reports.
+pub fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_cores_and_model_from_cpuinfo() {
+        let text = "processor\t: 0\nmodel name\t: AMD EPYC 7B13\nflags\t: fpu\n\n\
+                    processor\t: 1\nmodel name\t: AMD EPYC 7B13\n";
+        assert_eq!(parse_cpuinfo(text), (2, Some("AMD EPYC 7B13".into())));
+        assert_eq!(parse_cpuinfo(""), (0, None));
+    }
+
+    #[test]
+    fn reads_kib_fields() {
+        let status = "Name:\tskein-bench\nVmHWM:\t  204800 kB\nVmRSS:\t 1000 kB\n";
+        assert_eq!(kib_field(status, "VmHWM:"), Some(200 * 1024 * 1024));
+        assert_eq!(kib_field(status, "VmSwap:"), None);
+        assert!(peak_rss_bytes().is_some_and(|b| b > 0));
+    }
+}
