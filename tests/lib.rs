@@ -44,6 +44,7 @@ pub fn topology(test: &str) -> Topology {
     t.admin.http = "127.0.0.1:0".into();
     t.admin.ingester_http = "127.0.0.1:0".into();
     t.admin.query_http = "127.0.0.1:0".into();
+    t.admin.aggregator_http = "127.0.0.1:0".into();
     t.ingester.batch.linger_ms = 200;
     t
 }

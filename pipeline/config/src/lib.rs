@@ -43,7 +43,7 @@ use std::path::Path;
 
 pub use error::{Error, Result, ValidationError};
 pub use topology::{
-    Admin, Batch, ClickHouse, Collector, Enrichment, Groups, Ingester, Kafka, Query, Sampling,
+    Admin, Aggregator, Batch, ClickHouse, Collector, Enrichment, Groups, Ingester, Kafka, Query, Sampling,
     SpanLimits, Storage, Topic, Topics, Topology,
 };
 

@@ -29,6 +29,8 @@ pub struct Topology {
     pub ingester: Ingester,
     /// The query role: Jaeger-compatible HTTP API and UI.
     pub query: Query,
+    /// The aggregator role: the service dependency graph, streaming.
+    pub aggregator: Aggregator,
     /// The admin endpoint every role serves (`/metrics`, `/health`).
     pub admin: Admin,
     /// Where spans are stored.
@@ -451,6 +453,44 @@ impl Batch {
     }
 }
 
+/// The aggregator role: builds the service dependency graph from the spans
+/// topic, in its own consumer group.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Aggregator {
+    /// A trace is complete once no span of it arrived for this long, in
+    /// milliseconds; then its links are counted. Default 30000.
+    pub window_ms: u64,
+    /// Bytes of open traces held at most; past it the quietest are closed
+    /// early (and counted). Default 268435456 (256 MiB).
+    pub max_open_bytes: usize,
+    /// How often links are written to ClickHouse and offsets stored, in
+    /// milliseconds. Default 5000.
+    pub flush_ms: u64,
+}
+
+impl Default for Aggregator {
+    fn default() -> Self {
+        Aggregator {
+            window_ms: 30_000,
+            max_open_bytes: 256 * 1024 * 1024,
+            flush_ms: 5_000,
+        }
+    }
+}
+
+impl Aggregator {
+    /// [`window_ms`](Self::window_ms) as a duration.
+    pub fn window(&self) -> Duration {
+        Duration::from_millis(self.window_ms)
+    }
+
+    /// [`flush_ms`](Self::flush_ms) as a duration.
+    pub fn flush_every(&self) -> Duration {
+        Duration::from_millis(self.flush_ms)
+    }
+}
+
 /// The query role: Jaeger-compatible HTTP API and UI.
 #[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -530,6 +570,8 @@ pub struct Admin {
     pub ingester_http: String,
     /// The query service's when it runs alone. Default `0.0.0.0:16687`.
     pub query_http: String,
+    /// The aggregator's when it runs alone. Default `0.0.0.0:14271`.
+    pub aggregator_http: String,
 }
 
 impl Default for Admin {
@@ -538,6 +580,7 @@ impl Default for Admin {
             http: "0.0.0.0:14269".to_owned(),
             ingester_http: "0.0.0.0:14270".to_owned(),
             query_http: "0.0.0.0:16687".to_owned(),
+            aggregator_http: "0.0.0.0:14271".to_owned(),
         }
     }
 }

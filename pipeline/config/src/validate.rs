@@ -225,6 +225,12 @@ pub(crate) fn validate(t: &Topology) -> Result<(), Vec<ValidationError>> {
     let admin = p.listen("admin.http", &t.admin.http);
     let admin_ingester = p.listen("admin.ingester_http", &t.admin.ingester_http);
     let admin_query = p.listen("admin.query_http", &t.admin.query_http);
+    let admin_aggregator = p.listen("admin.aggregator_http", &t.admin.aggregator_http);
+
+    // aggregator
+    p.at_least("aggregator.window_ms", t.aggregator.window_ms, 1);
+    p.at_least("aggregator.flush_ms", t.aggregator.flush_ms, 1);
+    p.at_least("aggregator.max_open_bytes", t.aggregator.max_open_bytes, MIN_BYTES);
 
     // listeners may not collide: every role can run in one process
     let listeners: Vec<_> = [
@@ -238,6 +244,7 @@ pub(crate) fn validate(t: &Topology) -> Result<(), Vec<ValidationError>> {
         admin,
         admin_ingester,
         admin_query,
+        admin_aggregator,
     ]
     .into_iter()
     .flatten()
