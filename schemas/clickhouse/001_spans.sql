@@ -37,4 +37,4 @@ CREATE TABLE IF NOT EXISTS {{database}}.spans
 ENGINE = ReplacingMergeTree
 PARTITION BY toDate(timestamp)
 ORDER BY (trace_id, start_unix_nano, span_id, span_hash)
-SETTINGS index_granularity = 8192{{ttl_only_drop_parts}}{{dedup_window}}
+SETTINGS index_granularity = 1024{{ttl_only_drop_parts}}{{dedup_window}}

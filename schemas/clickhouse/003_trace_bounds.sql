@@ -14,7 +14,7 @@ CREATE TABLE IF NOT EXISTS {{database}}.trace_bounds
 ENGINE = MergeTree
 PARTITION BY day
 ORDER BY (trace_id, day)
-SETTINGS index_granularity = 8192{{ttl_only_drop_parts}};
+SETTINGS index_granularity = 1024{{ttl_only_drop_parts}};
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS {{database}}.trace_bounds_mv TO {{database}}.trace_bounds AS
 SELECT
