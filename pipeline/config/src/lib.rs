@@ -43,8 +43,8 @@ use std::path::Path;
 
 pub use error::{Error, Result, ValidationError};
 pub use topology::{
-    Admin, Aggregator, Batch, ClickHouse, Collector, Enrichment, Groups, Ingester, Kafka, Query, Sampling,
-    SpanLimits, Storage, Topic, Topics, Topology,
+    Admin, Aggregator, Batch, ClickHouse, Collector, Enrichment, Groups, Ingester, Kafka, Query,
+    Sampling, SpanLimits, Storage, Topic, Topics, Topology,
 };
 
 impl Topology {

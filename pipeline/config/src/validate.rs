@@ -230,7 +230,11 @@ pub(crate) fn validate(t: &Topology) -> Result<(), Vec<ValidationError>> {
     // aggregator
     p.at_least("aggregator.window_ms", t.aggregator.window_ms, 1);
     p.at_least("aggregator.flush_ms", t.aggregator.flush_ms, 1);
-    p.at_least("aggregator.max_open_bytes", t.aggregator.max_open_bytes, MIN_BYTES);
+    p.at_least(
+        "aggregator.max_open_bytes",
+        t.aggregator.max_open_bytes,
+        MIN_BYTES,
+    );
 
     // listeners may not collide: every role can run in one process
     let listeners: Vec<_> = [

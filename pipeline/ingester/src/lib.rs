@@ -11,8 +11,6 @@
 //! rather than loses. A message that does not decode goes to the
 //! dead-letter topic with the reason, and its neighbours are written.
 
-pub mod decode;
-pub mod enrich;
 pub mod lag;
 pub mod metrics;
 mod pool;
@@ -120,7 +118,7 @@ impl Ingester {
             writer: self.writer.clone(),
             dead_letters,
             limits: t.ingester.batch.clone(),
-            decoder: std::sync::Arc::new(decode::Decoder::new(&t.ingester.enrichment)),
+            decoder: std::sync::Arc::new(skein_store::decode::Decoder::new(&t.ingester.enrichment)),
             writes: std::sync::Arc::new(tokio::sync::Semaphore::new(t.ingester.workers.max(1))),
         };
         tracing::info!(write_pool = t.ingester.workers, group = %t.groups.ingester, topic = %t.topics.spans.name, "ingester running");

@@ -3,7 +3,7 @@
 //! In: a [`ReplaySpec`]: where each partition of the spans topic starts
 //! (earliest, an offset, or a time) and ends, and optionally which
 //! partitions. Out: the rows of those messages in `spans`, decoded by
-//! [`crate::decode::Decoder`] exactly as the live workers store them, written
+//! [`skein_store::decode::Decoder`] exactly as the live workers store them, written
 //! in batches bounded by `ingester.batch`; [`Progress`] reports while it
 //! runs, and a [`ReplaySummary`] at the end.
 //!
@@ -126,7 +126,7 @@ pub async fn replay(
         topic,
         consumer,
         writer,
-        decoder: crate::decode::Decoder::new(&topology.ingester.enrichment),
+        decoder: skein_store::decode::Decoder::new(&topology.ingester.enrichment),
         limits: topology.ingester.batch.clone(),
         partitions: ranges
             .iter()
@@ -479,7 +479,7 @@ struct Run {
     topic: String,
     consumer: Arc<StreamConsumer>,
     writer: SpanWriter,
-    decoder: crate::decode::Decoder,
+    decoder: skein_store::decode::Decoder,
     limits: skein_config::Batch,
     partitions: BTreeMap<i32, PartitionState>,
     batch: Batch,
@@ -577,7 +577,11 @@ impl Run {
             return;
         }
         self.summary.messages += 1;
-        match self.decoder.rows(message) {
+        match self
+            .decoder
+            .rows(message.payload().unwrap_or_default(), |k| {
+                skein_kafka::header(message, k)
+            }) {
             Ok(rows) => {
                 for row in rows {
                     self.batch.bytes += row.approx_bytes();

@@ -25,9 +25,9 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::decode::Decoder;
 use crate::metrics as m;
 use crate::{Error, Result};
+use skein_store::decode::Decoder;
 
 /// What every partition worker of a pool shares.
 #[derive(Clone)]
@@ -163,7 +163,12 @@ impl Worker {
     /// Adds one message to the batch, or dead-letters it.
     async fn take(&self, message: &OwnedMessage, batch: &mut Batch) -> Result<()> {
         metrics::counter!(m::MESSAGES_CONSUMED).increment(1);
-        match self.shared.decoder.rows(message) {
+        match self
+            .shared
+            .decoder
+            .rows(message.payload().unwrap_or_default(), |k| {
+                skein_kafka::header(message, k)
+            }) {
             Ok(rows) => {
                 let first = batch.rows.len();
                 for row in rows {

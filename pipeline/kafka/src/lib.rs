@@ -73,6 +73,13 @@ impl Error {
     }
 }
 
+/// The value of header `key` of a message, if it has it.
+pub fn header<'a, M: rdkafka::Message>(message: &'a M, key: &str) -> Option<&'a [u8]> {
+    use rdkafka::message::Headers;
+    let headers = message.headers()?;
+    headers.iter().find(|h| h.key == key).and_then(|h| h.value)
+}
+
 /// The Kafka crate's result.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

@@ -43,6 +43,7 @@ pub(crate) fn router(api: Api) -> Router {
             get(service_operations),
         )
         .route("/api/operations", get(operations))
+        .route("/api/dependencies", get(crate::dependencies::handler))
         .merge(crate::api_v3::router(api.reader.clone()))
         .with_state(api)
 }

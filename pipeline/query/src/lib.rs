@@ -10,6 +10,7 @@
 
 mod api;
 mod api_v3;
+mod dependencies;
 mod params;
 mod search;
 

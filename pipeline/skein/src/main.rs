@@ -6,6 +6,7 @@
 //! command (`validate`, `topics apply`, `schema apply`).
 
 mod admin;
+mod dependencies;
 mod lag;
 mod replay;
 
@@ -70,12 +71,19 @@ enum Command {
         #[arg(long)]
         partitions: Option<String>,
     },
+    /// The service dependency graph.
+    Dependencies {
+        #[command(subcommand)]
+        action: DependenciesAction,
+    },
     /// Receives spans (OTLP, Jaeger, Zipkin) and publishes them to Kafka.
     Collector,
     /// Consumes spans from Kafka and writes them to ClickHouse.
     Ingester,
     /// Serves Jaeger's HTTP API.
     Query,
+    /// Builds the service dependency graph from the spans topic, streaming.
+    Aggregator,
     /// Every role in one process, after creating topics and schema.
     AllInOne,
 }
@@ -90,6 +98,20 @@ enum TopicsAction {
 enum SchemaAction {
     /// Applies the ClickHouse migrations not applied yet.
     Apply,
+}
+
+#[derive(Subcommand)]
+enum DependenciesAction {
+    /// Computes the links of traces with spans in a window again from
+    /// ClickHouse and writes them (backfill; counts nothing twice).
+    Rebuild {
+        /// Start of the window, an RFC 3339 time (e.g. 2026-11-24T00:00:00Z) or a date.
+        #[arg(long)]
+        from: String,
+        /// End of the window (exclusive), an RFC 3339 time or a date.
+        #[arg(long)]
+        to: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -150,15 +172,31 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             replay::run(&topology, &from, to.as_deref(), partitions.as_deref()).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Dependencies {
+            action: DependenciesAction::Rebuild { from, to },
+        } => {
+            dependencies::rebuild(&topology, &from, &to).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Collector => serve(&topology, &[Role::Collector]).await,
         Command::Ingester => serve(&topology, &[Role::Ingester]).await,
         Command::Query => serve(&topology, &[Role::Query]).await,
+        Command::Aggregator => serve(&topology, &[Role::Aggregator]).await,
         Command::AllInOne => {
             if topics_apply(&topology).await? != ExitCode::SUCCESS {
                 return Ok(ExitCode::FAILURE);
             }
             schema_apply(&topology).await?;
-            serve(&topology, &[Role::Collector, Role::Ingester, Role::Query]).await
+            serve(
+                &topology,
+                &[
+                    Role::Collector,
+                    Role::Ingester,
+                    Role::Aggregator,
+                    Role::Query,
+                ],
+            )
+            .await
         }
     }
 }
@@ -252,6 +290,7 @@ async fn schema_apply(topology: &Topology) -> Result<()> {
 enum Role {
     Collector,
     Ingester,
+    Aggregator,
     Query,
 }
 
@@ -263,6 +302,7 @@ async fn serve(topology: &Topology, roles: &[Role]) -> Result<ExitCode> {
     let (field, admin_addr) = match roles {
         [Role::Ingester] => ("admin.ingester_http", &topology.admin.ingester_http),
         [Role::Query] => ("admin.query_http", &topology.admin.query_http),
+        [Role::Aggregator] => ("admin.aggregator_http", &topology.admin.aggregator_http),
         _ => ("admin.http", &topology.admin.http),
     };
     let admin_listener = tokio::net::TcpListener::bind(admin_addr)
@@ -296,6 +336,11 @@ async fn serve(topology: &Topology, roles: &[Role]) -> Result<ExitCode> {
                 let i = skein_ingester::Ingester::new(topology).await?;
                 let s = shutdown.clone();
                 tasks.spawn(async move { i.run(s).await.context("ingester") });
+            }
+            Role::Aggregator => {
+                let a = skein_aggregator::Aggregator::new(topology).await?;
+                let s = shutdown.clone();
+                tasks.spawn(async move { a.run(s).await.context("aggregator") });
             }
             Role::Query => {
                 let q = skein_query::Query::bind(topology).await?;

@@ -1,11 +1,13 @@
-//! ClickHouse: schema and migrations, the span writer, the span reader and
-//! retention.
+//! ClickHouse: schema and migrations, the span writer, the span reader,
+//! the dependency graph's writer and reader, and retention.
 //!
 //! In: flattened spans from the ingester ([`SpanWriter::write`],
 //! [`SpanWriter::write_with_token`]), searches and trace IDs from the query
-//! service ([`SpanReader::search`], [`SpanReader::traces`]), a retention in
+//! service ([`SpanReader::search`], [`SpanReader::traces`]), dependency
+//! links from the aggregator ([`DependencyWriter::write`]), a retention in
 //! days ([`retention::apply`]). Out: rows in ClickHouse, trace IDs, spans
-//! read back exactly as they were written, expired data removed.
+//! read back exactly as they were written, the dependency graph of a time
+//! range ([`SpanReader::dependencies`]), expired data removed.
 //!
 //! Guarantees: [`schema::apply`] is idempotent and safe to run from several
 //! processes at once; it reads the server's version and fills the migrations
@@ -14,11 +16,15 @@
 //! Exact copies of a span are stored at most until the next merge and are
 //! never returned twice.
 
+pub mod decode;
+pub mod dependencies;
+pub mod enrich;
 pub mod reader;
 pub mod retention;
 pub mod schema;
 pub mod writer;
 
+pub use dependencies::{CallSpanRow, Dependency, DependencyLink, DependencyWriter, TraceChunk};
 pub use reader::{FetchedTrace, Operation, SpanReader, TraceQuery};
 pub use retention::RetentionReport;
 pub use schema::{Capabilities, ServerVersion};

@@ -21,8 +21,8 @@ use crate::{Error, Result};
 /// Reads spans from one database.
 #[derive(Clone)]
 pub struct SpanReader {
-    client: Client,
-    database: String,
+    pub(crate) client: Client,
+    pub(crate) database: String,
     /// Most spans read for one trace; 0: all.
     max_spans_per_trace: usize,
 }

@@ -1,5 +1,5 @@
-//! Retention: spans, their index, trace bounds and operations older than
-//! `storage.retention_days` go away.
+//! Retention: spans, their index, trace bounds, operations and the
+//! dependency graph older than `storage.retention_days` go away.
 //!
 //! In: a client, a database, the server's [`Capabilities`] and a number of
 //! days (0 keeps everything). Out: a [`RetentionReport`] of what changed.
@@ -67,6 +67,12 @@ pub const TABLES: &[RetainedTable] = &[
         granularity: Granularity::Month,
         ttl_time: "day",
         ttl_extra_days: 1,
+    },
+    RetainedTable {
+        name: "dependencies",
+        granularity: Granularity::Day,
+        ttl_time: "minute",
+        ttl_extra_days: 0,
     },
 ];
 

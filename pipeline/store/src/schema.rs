@@ -48,6 +48,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "004_span_index.sql",
         sql: include_str!("../../../schemas/clickhouse/004_span_index.sql"),
     },
+    Migration {
+        version: 5,
+        name: "005_dependencies.sql",
+        sql: include_str!("../../../schemas/clickhouse/005_dependencies.sql"),
+    },
 ];
 
 /// How many recent insert deduplication tokens `spans` remembers on servers
@@ -439,6 +444,40 @@ mod tests {
             assert!(bounds.contains("PARTITION BY day\n"), "{bounds}");
             let ops = statement(v, "CREATE TABLE IF NOT EXISTS db1.operations");
             assert!(ops.contains("PARTITION BY toYYYYMM(day)"), "{ops}");
+            let deps = statement(v, "CREATE TABLE IF NOT EXISTS db1.dependencies");
+            assert!(deps.contains("PARTITION BY toDate(minute)\n"), "{deps}");
+        }
+        // Every table retention looks after is created by a migration.
+        for table in crate::retention::TABLES {
+            statement(
+                "18.16.1",
+                &format!("CREATE TABLE IF NOT EXISTS db1.{}\n", table.name),
+            );
+        }
+    }
+
+    #[test]
+    fn the_dependency_graph_counts_distinct_links_per_minute() {
+        for v in ["18.16.1", "26.1.1"] {
+            let input = statement(v, "CREATE TABLE IF NOT EXISTS db1.dependency_links_in");
+            assert!(input.contains("ENGINE = Null"), "{input}");
+            let deps = statement(v, "CREATE TABLE IF NOT EXISTS db1.dependencies");
+            for present in [
+                "ENGINE = AggregatingMergeTree",
+                "ORDER BY (minute, parent, child)",
+                "calls AggregateFunction(uniqExact, UInt64)",
+                "errors AggregateFunction(uniqExactIf, UInt64, UInt8)",
+                "latency AggregateFunction(quantilesTDigest(0.5, 0.95, 0.99), UInt64)",
+            ] {
+                assert!(deps.contains(present), "{present} missing:\n{deps}");
+            }
+            let view = statement(
+                v,
+                "CREATE MATERIALIZED VIEW IF NOT EXISTS db1.dependencies_mv",
+            );
+            assert!(view.contains("TO db1.dependencies AS"), "{view}");
+            assert!(view.contains("FROM db1.dependency_links_in"), "{view}");
+            assert!(view.contains("uniqExactState(link_id) AS calls"), "{view}");
         }
     }
 

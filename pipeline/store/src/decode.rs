@@ -1,28 +1,23 @@
-//! From a Kafka message of the spans topic to the rows it stores.
+//! From a message of the spans topic to the rows it stores.
 //!
-//! In: any message of the spans topic (`rdkafka::Message`). Out: one
-//! [`SpanRow`] per span, enriched as `ingester.enrichment` says, or why the
-//! message does not decode (it then goes to the dead-letter topic). Shared
-//! by the live workers and replay, so a replayed message stores the rows the
-//! live path stored (only `ingested_unix_nano` differs).
+//! In: a message's value and a way to read its headers (whatever the Kafka
+//! client). Out: one [`SpanRow`] per span, enriched as `ingester.enrichment`
+//! says, or why the message does not decode (the ingester then sends it to
+//! the dead-letter topic). Shared by the ingester's workers, its replay and
+//! the aggregator, so all of them see the same rows (only
+//! `ingested_unix_nano` differs between two decodings).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rdkafka::message::Headers;
 use skein_model::{flat, wire};
-use skein_store::SpanRow;
+
+use crate::SpanRow;
 
 fn now_unix_nano() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or_default()
-}
-
-/// The value of header `key`, if the message has it.
-pub fn header<'a, M: rdkafka::Message>(message: &'a M, key: &str) -> Option<&'a [u8]> {
-    let headers = message.headers()?;
-    headers.iter().find(|h| h.key == key).and_then(|h| h.value)
 }
 
 /// Turns messages into enriched rows.
@@ -42,29 +37,28 @@ impl Decoder {
     }
 
     /// The tenant of a message: its tenant header, else the default.
-    fn tenant<M: rdkafka::Message>(&self, message: &M) -> String {
+    fn tenant<'a>(&self, header: &impl Fn(&str) -> Option<&'a [u8]>) -> String {
         let named = (!self.config.tenant_header.is_empty())
-            .then(|| header(message, &self.config.tenant_header))
+            .then(|| header(&self.config.tenant_header))
             .flatten()
             .map(|v| String::from_utf8_lossy(v).trim().to_owned())
             .filter(|t| !t.is_empty());
         named.unwrap_or_else(|| self.config.default_tenant.clone())
     }
 
-    /// The rows of one message; `Err` says why it does not decode.
-    pub fn rows<M: rdkafka::Message>(
+    /// The rows of the message whose value is `payload` and whose header
+    /// `key` is `header(key)`; `Err` says why it does not decode.
+    pub fn rows<'a>(
         &self,
-        message: &M,
+        payload: &[u8],
+        header: impl Fn(&str) -> Option<&'a [u8]>,
     ) -> Result<Vec<SpanRow>, skein_model::Error> {
-        let mut data = wire::decode_value(
-            message.payload().unwrap_or_default(),
-            header(message, wire::ENCODING_HEADER),
-        )?;
+        let mut data = wire::decode_value(payload, header(wire::ENCODING_HEADER))?;
         let now = now_unix_nano();
-        let received = header(message, wire::RECEIVED_HEADER)
+        let received = header(wire::RECEIVED_HEADER)
             .and_then(wire::decode_received)
             .unwrap_or(now);
-        let tenant = self.tenant(message);
+        let tenant = self.tenant(&header);
         let facts = self.enricher.enrich(&mut data);
         Ok(flat::flatten(&data)
             .into_iter()
