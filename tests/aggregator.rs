@@ -232,6 +232,8 @@ async fn the_streaming_graph_equals_the_batch_graph() -> Result<()> {
     let mut t = topology("aggregator");
     t.aggregator.window_ms = 3_000;
     t.aggregator.flush_ms = 500;
+    // Five-minute buckets, so that the non-default path is the one tested.
+    t.aggregator.bucket_seconds = 300;
     let stack = Stack::start(t.clone()).await?;
     let t = stack.topology.clone();
     let (mut stop, mut aggregator) = start_aggregator(&t);

@@ -27,7 +27,7 @@ use skein_config::Topology;
 use skein_store::dependencies::TRACES_PER_CHUNK;
 use skein_store::{DependencyLink, DependencyWriter, SpanReader, TraceChunk};
 
-use crate::links::{bucket_of, links, CallSpan};
+use crate::links::{bucket_of, into_buckets, links, CallSpan};
 
 /// The graph: (parent, child) → (calls, errors).
 pub type Graph = BTreeMap<(String, String), (u64, u64)>;
@@ -133,7 +133,8 @@ pub async fn rebuild(
     let database = &topology.storage.clickhouse.database;
     skein_store::schema::apply(&client, database).await?;
     let writer = DependencyWriter::new(client, database);
-    let from = bucket_of(from);
+    let bucket = topology.aggregator.bucket_nanos();
+    let from = bucket_of(from, bucket);
     let chunks = retry("sampling trace ids", || {
         reader.trace_chunks(from, to, TRACES_PER_CHUNK)
     })
@@ -144,7 +145,8 @@ pub async fn rebuild(
     };
     progress(&p);
     for chunk in &chunks {
-        let (found, traces, spans) = chunk_links(&reader, from, to, chunk).await?;
+        let (mut found, traces, spans) = chunk_links(&reader, from, to, chunk).await?;
+        into_buckets(&mut found, bucket);
         for batch in found.chunks(LINKS_PER_WRITE) {
             retry("writing dependency links", || writer.write(batch)).await?;
         }
@@ -179,7 +181,8 @@ pub async fn rebuild(
 /// of the same traces are written.
 pub async fn graph(topology: &Topology, from: u64, to: u64) -> skein_store::Result<Graph> {
     let (_, reader) = reader(topology);
-    let from = bucket_of(from);
+    let bucket = topology.aggregator.bucket_nanos();
+    let from = bucket_of(from, bucket);
     let mut graph = Graph::new();
     for chunk in retry("sampling trace ids", || {
         reader.trace_chunks(from, to, TRACES_PER_CHUNK)
@@ -187,17 +190,17 @@ pub async fn graph(topology: &Topology, from: u64, to: u64) -> skein_store::Resu
     .await?
     {
         let (found, _, _) = chunk_links(&reader, from, to, &chunk).await?;
-        add(&mut graph, &found, from, to);
+        add(&mut graph, &found, from, to, bucket);
     }
     Ok(graph)
 }
 
 /// Adds the links whose minute starts in `[from, to)` to `graph`; each
 /// link is a distinct call ([`links`] gives every call once).
-fn add(graph: &mut Graph, found: &[DependencyLink], from: u64, to: u64) {
+fn add(graph: &mut Graph, found: &[DependencyLink], from: u64, to: u64, bucket: u64) {
     for l in found {
-        let minute = bucket_of(l.start_unix_nano);
-        if minute < bucket_of(from) || minute >= to {
+        let minute = bucket_of(l.start_unix_nano, bucket);
+        if minute < bucket_of(from, bucket) || minute >= to {
             continue;
         }
         let edge = graph
@@ -235,7 +238,7 @@ mod tests {
             link("a", "c", 14 * m, 0),     // at `to`: out
         ];
         let mut graph = Graph::new();
-        add(&mut graph, &found, 10 * m + 30, 13 * m + 2);
+        add(&mut graph, &found, 10 * m + 30, 13 * m + 2, m);
         assert_eq!(
             graph,
             Graph::from([

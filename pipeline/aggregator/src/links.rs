@@ -121,12 +121,20 @@ impl CallSpan {
     }
 }
 
-/// One minute, in ns.
+/// One minute, in ns: the default bucket (`aggregator.bucket_seconds`).
 pub const BUCKET_NANOS: u64 = 60_000_000_000;
 
-/// The start of the minute `unix_nano` falls in (the store's bucket), ns.
-pub fn bucket_of(unix_nano: u64) -> u64 {
-    unix_nano - unix_nano % BUCKET_NANOS
+/// The start of the bucket of `bucket_nanos` that `unix_nano` falls in, ns.
+pub fn bucket_of(unix_nano: u64, bucket_nanos: u64) -> u64 {
+    unix_nano - unix_nano % bucket_nanos.max(1)
+}
+
+/// Moves each link's start to the start of its bucket, which is where the
+/// store counts it.
+pub fn into_buckets(links: &mut [DependencyLink], bucket_nanos: u64) {
+    for link in links {
+        link.start_unix_nano = bucket_of(link.start_unix_nano, bucket_nanos);
+    }
 }
 
 /// A stable 64-bit hash of the parts, each ended by a byte that text never
@@ -504,9 +512,16 @@ mod tests {
 
     #[test]
     fn buckets_are_minutes() {
-        assert_eq!(bucket_of(0), 0);
-        assert_eq!(bucket_of(BUCKET_NANOS - 1), 0);
-        assert_eq!(bucket_of(BUCKET_NANOS * 3 + 5), BUCKET_NANOS * 3);
+        assert_eq!(bucket_of(0, BUCKET_NANOS), 0);
+        assert_eq!(bucket_of(BUCKET_NANOS - 1, BUCKET_NANOS), 0);
+        assert_eq!(
+            bucket_of(BUCKET_NANOS * 3 + 5, BUCKET_NANOS),
+            BUCKET_NANOS * 3
+        );
+        assert_eq!(
+            bucket_of(BUCKET_NANOS * 7, 5 * BUCKET_NANOS),
+            BUCKET_NANOS * 5
+        );
     }
 
     #[test]

@@ -23,7 +23,7 @@ use skein_store::{DependencyLink, DependencyWriter};
 use tokio_util::sync::CancellationToken;
 
 use crate::buffer::{ClosedTrace, PartitionBuffer};
-use crate::links::{links, CallSpan};
+use crate::links::{into_buckets, links, CallSpan};
 use crate::metrics as m;
 use crate::Result;
 
@@ -105,7 +105,7 @@ impl Stream {
                             tracing::warn!(partition, traces = early.len(), "over aggregator.max_open_bytes: closing the quietest traces early");
                         }
                         for trace in quiet.into_iter().chain(early) {
-                            pending.add(partition, trace);
+                            pending.add(partition, trace, config.bucket_nanos());
                         }
                     }
                     gauges(&buffers);
@@ -170,8 +170,10 @@ impl Stream {
 }
 
 impl Pending {
-    fn add(&mut self, partition: i32, trace: ClosedTrace) {
-        self.links.extend(links(&trace.trace_id, &trace.spans));
+    fn add(&mut self, partition: i32, trace: ClosedTrace, bucket_nanos: u64) {
+        let mut found = links(&trace.trace_id, &trace.spans);
+        into_buckets(&mut found, bucket_nanos);
+        self.links.extend(found);
         self.traces
             .entry(partition)
             .or_default()

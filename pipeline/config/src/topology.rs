@@ -467,6 +467,9 @@ pub struct Aggregator {
     /// How often links are written to ClickHouse and offsets stored, in
     /// milliseconds. Default 5000.
     pub flush_ms: u64,
+    /// The time bucket calls are counted in, in seconds: a multiple of 60
+    /// that divides a day. Default 60.
+    pub bucket_seconds: u64,
 }
 
 impl Default for Aggregator {
@@ -475,6 +478,7 @@ impl Default for Aggregator {
             window_ms: 30_000,
             max_open_bytes: 256 * 1024 * 1024,
             flush_ms: 5_000,
+            bucket_seconds: 60,
         }
     }
 }
@@ -488,6 +492,11 @@ impl Aggregator {
     /// [`flush_ms`](Self::flush_ms) as a duration.
     pub fn flush_every(&self) -> Duration {
         Duration::from_millis(self.flush_ms)
+    }
+
+    /// [`bucket_seconds`](Self::bucket_seconds) in nanoseconds.
+    pub fn bucket_nanos(&self) -> u64 {
+        self.bucket_seconds.saturating_mul(1_000_000_000)
     }
 }
 
