@@ -613,6 +613,32 @@ async fn clock_skew_is_corrected_unless_the_trace_is_asked_for_raw() -> Result<(
     // The search answers adjusted traces too.
     let (searched, _) = serve_start(&get("/api/traces?service=server&lookback=2h".into()).await?);
     assert_eq!(searched, adjusted);
+    // So does api_v3, in OTLP, with the warning where Jaeger v2 puts it.
+    let v3_serve = |answer: &Value| {
+        let spans: Vec<Value> = answer["result"]["resourceSpans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|rs| rs["scopeSpans"].as_array().unwrap().clone())
+            .flat_map(|ss| ss["spans"].as_array().unwrap().clone())
+            .collect();
+        spans
+            .into_iter()
+            .find(|s| s["name"] == "serve")
+            .map(|s| {
+                let start: u64 = s["startTimeUnixNano"].as_str().unwrap().parse().unwrap();
+                (start, s["attributes"].to_string())
+            })
+            .unwrap()
+    };
+    let (v3_start, attributes) = v3_serve(&get(format!("/api/v3/traces/{id}")).await?);
+    assert_eq!(v3_start, start + 25 * ms, "{attributes}");
+    assert!(
+        attributes.contains("@jaeger@warnings") && attributes.contains("adjusted"),
+        "{attributes}"
+    );
+    let (v3_raw, _) = v3_serve(&get(format!("/api/v3/traces/{id}?raw_traces=true")).await?);
+    assert_eq!(v3_raw, start + 2_000 * ms);
     stack.stop().await;
     Ok(())
 }

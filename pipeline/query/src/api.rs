@@ -44,7 +44,7 @@ pub(crate) fn router(api: Api) -> Router {
         )
         .route("/api/operations", get(operations))
         .route("/api/dependencies", get(crate::dependencies::handler))
-        .merge(crate::api_v3::router(api.reader.clone()))
+        .merge(crate::api_v3::router(api.clone()))
         .with_state(api)
 }
 

@@ -49,13 +49,13 @@ pub(crate) const DEFAULT_SEARCH_DEPTH: usize = 100;
 
 /// The api_v3 routes, on `reader`; a router of any state `S`, so that it
 /// merges into one that still needs its own state.
-pub(crate) fn router<S: Clone + Send + Sync + 'static>(reader: SpanReader) -> Router<S> {
+pub(crate) fn router<S: Clone + Send + Sync + 'static>(api: crate::api::Api) -> Router<S> {
     Router::new()
         .route("/api/v3/services", get(services))
         .route("/api/v3/operations", get(operations))
         .route("/api/v3/traces", get(find_traces))
         .route("/api/v3/traces/{trace_id}", get(get_trace))
-        .with_state(reader)
+        .with_state(api)
 }
 
 /// Jaeger's `GRPCGatewayError` JSON with `status`.
@@ -169,10 +169,10 @@ async fn operations(State(reader): State<SpanReader>, query: Pairs) -> Response 
 
 /// `GET /api/v3/traces/{trace_id}`: one trace. `start_time` and `end_time`
 /// are checked but need not narrow the read, which looks the trace's time
-/// bounds up itself; `raw_traces` is checked and changes nothing, since
-/// spans are returned as stored, with no adjuster applied.
+/// bounds up itself; unless `raw_traces`, the trace is adjusted as the
+/// legacy API adjusts it (clock skew).
 async fn get_trace(
-    State(reader): State<SpanReader>,
+    State(api): State<crate::api::Api>,
     Path(raw_id): Path<String>,
     query: Pairs,
 ) -> Response {
@@ -189,11 +189,12 @@ async fn get_trace(
     let checked = time_param(&pairs, &["startTime", "start_time"])
         .and(time_param(&pairs, &["endTime", "end_time"]))
         .and(bool_param(&pairs, &["rawTraces", "raw_traces"]));
-    if let Err(message) = checked {
-        return error(StatusCode::BAD_REQUEST, message);
-    }
-    match reader.traces(&[trace_id], None).await {
-        Ok(traces) => traces_response(traces),
+    let raw = match checked {
+        Ok(raw) => raw,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+    };
+    match api.reader.fetch_traces(&[trace_id], None).await {
+        Ok(traces) => traces_response(traces, &api.options, raw),
         Err(e) => store_error(e),
     }
 }
@@ -269,13 +270,18 @@ fn attributes(pairs: &[(String, String)]) -> Result<Vec<(String, String)>, Strin
 
 /// `GET /api/v3/traces?query.*=`: every span of every trace that has a span
 /// matching the query.
-async fn find_traces(State(reader): State<SpanReader>, query: Pairs) -> Response {
+async fn find_traces(State(api): State<crate::api::Api>, query: Pairs) -> Response {
+    let reader = &api.reader;
     let pairs = match pairs(query) {
         Ok(pairs) => pairs,
         Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
     let query = match parse_find_traces(&pairs) {
         Ok(query) => query,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+    };
+    let raw = match bool_param(&pairs, &["query.rawTraces", "query.raw_traces"]) {
+        Ok(raw) => raw,
         Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
     let ids = match reader.search(&query).await {
@@ -285,8 +291,8 @@ async fn find_traces(State(reader): State<SpanReader>, query: Pairs) -> Response
     if ids.is_empty() {
         return not_found();
     }
-    match reader.traces(&ids, query.tenant.as_deref()).await {
-        Ok(traces) => traces_response(traces),
+    match reader.fetch_traces(&ids, query.tenant.as_deref()).await {
+        Ok(traces) => traces_response(traces, &api.options, raw),
         Err(e) => store_error(e),
     }
 }
@@ -294,8 +300,21 @@ async fn find_traces(State(reader): State<SpanReader>, query: Pairs) -> Response
 /// `{"result": TracesData}` of `traces` (each one span per
 /// `ResourceSpans`, as the reader returns them), or Jaeger's 404 when no
 /// trace has a span.
-fn traces_response(traces: Vec<Vec<ResourceSpans>>) -> Response {
-    let resource_spans: Vec<ResourceSpans> = traces.into_iter().flat_map(group).collect();
+fn traces_response(
+    traces: Vec<skein_store::FetchedTrace>,
+    options: &crate::api::Options,
+    raw: bool,
+) -> Response {
+    let resource_spans: Vec<ResourceSpans> = traces
+        .into_iter()
+        .flat_map(|mut trace| {
+            if !raw {
+                let cut = trace.truncated.then_some(options.max_spans_per_trace);
+                crate::adjust_otlp::adjust(&mut trace.spans, &options.adjust, cut);
+            }
+            group(trace.spans)
+        })
+        .collect();
     if resource_spans.is_empty() {
         return not_found();
     }

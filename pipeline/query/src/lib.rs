@@ -8,6 +8,7 @@
 //! format (hex IDs, microseconds, typed tags, a processes map); an unknown
 //! trace is a 404 and a malformed ID a 400, never a server error.
 
+mod adjust_otlp;
 mod api;
 mod api_v3;
 mod dependencies;
