@@ -642,3 +642,19 @@ async fn clock_skew_is_corrected_unless_the_trace_is_asked_for_raw() -> Result<(
     stack.stop().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_query_service_reads_as_its_own_clickhouse_user() -> Result<()> {
+    let mut t = topology("query_user");
+    // A user ClickHouse does not know: every read must fail with its name,
+    // which shows the query service connects as query.clickhouse_user.
+    t.query.clickhouse_user = "skein_reader_that_does_not_exist".into();
+    let stack = Stack::start(t).await?;
+    let response = reqwest::get(stack.query_url("/api/services")).await?;
+    assert!(response.status().is_server_error(), "{}", response.status());
+    let body: Value = response.json().await?;
+    let msg = body["errors"][0]["msg"].as_str().unwrap_or_default();
+    assert!(msg.contains("skein_reader_that_does_not_exist"), "{body}");
+    stack.stop().await;
+    Ok(())
+}
