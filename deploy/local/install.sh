@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Installs what the local stack needs and skips what is already there:
 #   - Debian packages: build deps of librdkafka (built from source by the
-#     rdkafka crate), curl, ClickHouse server and client;
+#     rdkafka crate), curl, ClickHouse server and client, and chromium (the
+#     headless browser tests/ui.rs drives);
 #   - the tansu Kafka broker, via cargo install (about 10 minutes on 2 cores).
 # Safe to re-run: a machine that has everything gets no apt-get and no cargo.
 set -euo pipefail
 # shellcheck source=deploy/local/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-APT_PACKAGES=(cmake pkg-config libssl-dev libsasl2-dev libcurl4-openssl-dev zlib1g-dev curl clickhouse-server clickhouse-client)
+APT_PACKAGES=(cmake pkg-config libssl-dev libsasl2-dev libcurl4-openssl-dev zlib1g-dev curl clickhouse-server clickhouse-client chromium)
 TANSU_FEATURES="dynostore,libsql"
 
 installed() {

@@ -2,7 +2,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use skein_model::jaeger::{self, Response as JaegerResponse, ResponseError};
@@ -34,7 +34,6 @@ impl axum::extract::FromRef<Api> for SpanReader {
 
 pub(crate) fn router(api: Api) -> Router {
     Router::new()
-        .route("/", get(home))
         .route("/api/traces", get(search_traces))
         .route("/api/traces/{trace_id}", get(trace))
         .route("/api/services", get(services))
@@ -45,11 +44,8 @@ pub(crate) fn router(api: Api) -> Router {
         .route("/api/operations", get(operations))
         .route("/api/dependencies", get(crate::dependencies::handler))
         .merge(crate::api_v3::router(api.clone()))
+        .merge(crate::ui::router())
         .with_state(api)
-}
-
-async fn home() -> Html<&'static str> {
-    Html(include_str!("home.html"))
 }
 
 /// A trace ID as the store keeps it: 32 lowercase hex characters. Jaeger

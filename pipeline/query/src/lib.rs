@@ -14,6 +14,7 @@ mod api_v3;
 mod dependencies;
 mod params;
 mod search;
+mod ui;
 
 use std::net::SocketAddr;
 

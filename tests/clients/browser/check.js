@@ -1,0 +1,181 @@
+// Drives skein's web UI in headless Chromium (Debian's /usr/bin/chromium,
+// or $CHROMIUM) and exits non-zero with a message on the first failed
+// check. Usage: node check.js http://127.0.0.1:16686
+// Environment (set by tests/ui.rs): SKEIN_UI_EXAMPLE_TRACE, SKEIN_UI_TREE_TRACE,
+// SKEIN_UI_EDGES (JSON [[parent, child], ...]), SKEIN_UI_SCREENSHOT_DIR.
+'use strict';
+const path = require('path');
+const { chromium } = require('playwright-core');
+
+const EVIL = '<img src=x onerror=alert(1)>';
+const base = process.argv[2];
+const exampleTrace = process.env.SKEIN_UI_EXAMPLE_TRACE;
+const treeTrace = process.env.SKEIN_UI_TREE_TRACE;
+const edges = JSON.parse(process.env.SKEIN_UI_EDGES || '[]');
+const shots = process.env.SKEIN_UI_SCREENSHOT_DIR;
+// What the page reported (dialogs, script errors, CSP violations).
+const problems = [];
+let page = null;
+
+function check(ok, message) {
+  if (!ok) throw new Error(message);
+}
+
+async function shot(page, name) {
+  if (!shots) return;
+  await page.screenshot({ path: path.join(shots, `${name}.png`) });
+  console.log(`screenshot ${name}.png`);
+}
+
+async function headers() {
+  for (const p of ['/search', '/trace/abc', '/dependencies', '/static/app.js', '/static/style.css']) {
+    const r = await fetch(base + p);
+    check(r.ok, `${p}: HTTP ${r.status}`);
+    const csp = r.headers.get('content-security-policy') || '';
+    check(csp.includes("default-src 'self'") && !csp.includes('unsafe-inline'), `${p}: CSP is ${csp}`);
+    check(r.headers.get('x-content-type-options') === 'nosniff', `${p}: no nosniff`);
+  }
+  const js = await fetch(`${base}/static/app.js`);
+  check(js.headers.get('content-type').startsWith('text/javascript'), `app.js is ${js.headers.get('content-type')}`);
+  const root = await fetch(`${base}/`, { redirect: 'manual' });
+  check(root.status >= 300 && root.status < 400 && root.headers.get('location') === '/search', `/ answered ${root.status}`);
+  console.log('ok headers');
+}
+
+async function search(page) {
+  await page.goto(`${base}/search`);
+  await page.locator('#service option[value="example-service-1"]').waitFor({ state: 'attached' });
+  await page.selectOption('#service', 'example-service-1');
+  await page.locator('#operation option[value="example-operation-1"]').waitFor({ state: 'attached' });
+  // The fixture's spans are dated yesterday.
+  await page.selectOption('#lookback', '2d');
+  await page.click('#find');
+  const item = page.locator(`.trace-item[data-trace-id="${exampleTrace}"]`);
+  await item.waitFor();
+  const text = await item.innerText();
+  check(text.includes('5 Spans'), `the result says ${JSON.stringify(text)}`);
+  check(text.includes('example-service-1') && text.includes('example-service-3'), `services missing: ${text}`);
+  const url = new URL(page.url());
+  check(url.pathname === '/search' && url.searchParams.get('service') === 'example-service-1'
+    && url.searchParams.get('lookback') === '2d', `the URL does not hold the search: ${page.url()}`);
+  check(await page.locator(`#scatter circle[data-trace-id="${exampleTrace}"]`).count() === 1, 'no dot in the scatter plot');
+  // The URL alone repeats the search.
+  await page.goto(page.url());
+  await item.waitFor();
+  // Every trace of the last hour, the tree trace among them.
+  await page.goto(`${base}/search?service=ui-frontend`);
+  await page.locator(`.trace-item[data-trace-id="${treeTrace}"]`).waitFor();
+  await shot(page, 'search');
+  // A click on the plot opens the trace.
+  await page.locator(`#scatter circle[data-trace-id="${treeTrace}"]`).click();
+  await page.waitForURL((u) => onTrace(u, treeTrace));
+  await page.goto(`${base}/search?service=example-service-1&lookback=2d`);
+  await item.locator('a.trace-title').click();
+  await page.waitForURL((u) => onTrace(u, exampleTrace));
+  console.log('ok search');
+}
+
+// Whether a URL is the trace page of `id` (the API drops leading zeros).
+function onTrace(url, id) {
+  const m = /^\/trace\/([0-9a-f]+)$/.exec(url.pathname);
+  return m !== null && m[1].padStart(32, '0') === id;
+}
+
+async function rowIds(page) {
+  return page.locator('.span-row').evaluateAll((rows) => rows.map((r) => r.dataset.spanId));
+}
+
+async function waitRows(page, n) {
+  await page.waitForFunction((n) => document.querySelectorAll('.span-row').length === n, n, { timeout: 10000 })
+    .catch(async () => { throw new Error(`expected ${n} rows, saw ${(await rowIds(page)).length}`); });
+}
+
+async function trace(page) {
+  // The example trace: every span shown (the page is on it already).
+  await waitRows(page, 5);
+  const ids = (await rowIds(page)).sort();
+  check(JSON.stringify(ids) === JSON.stringify(['0000000000000003', '0000000000000004', '0000000000000005',
+    '0000000000000006', '0000000000000007']), `example rows: ${ids}`);
+
+  await page.goto(`${base}/trace/${treeTrace}`);
+  await waitRows(page, 6);
+  const order = await rowIds(page);
+  check(order[0] === '0000000000000001', `the root is not first: ${order}`);
+  const toggle = (id) => page.locator(`.span-row[data-span-id="${id}"] .toggle`);
+  await toggle('0000000000000001').click();
+  await waitRows(page, 1);
+  await toggle('0000000000000001').click();
+  await waitRows(page, 6);
+  await toggle('0000000000000004').click();
+  await waitRows(page, 5);
+  check(!(await rowIds(page)).includes('0000000000000005'), 'the collapsed child is still shown');
+  await page.click('#expand-all');
+  await waitRows(page, 6);
+  check(await page.locator('.span-row[data-span-id="0000000000000005"] .error-mark').count() === 1, 'no error mark on the failed span');
+
+  // The HTML span: text everywhere, no element made from it.
+  const evilRow = page.locator('.span-row[data-span-id="0000000000000006"]');
+  check((await evilRow.innerText()).includes(EVIL), 'the HTML span name is not shown as text');
+  await evilRow.click();
+  const details = page.locator('#span-details');
+  await details.locator('table.kv').first().waitFor();
+  const detailText = await details.innerText();
+  check(detailText.split(EVIL).length - 1 >= 4, `the details do not show the name, key, value and event as text: ${detailText}`);
+  check(await page.locator('#main img').count() === 0, 'an <img> element was created from span data');
+  await shot(page, 'trace');
+
+  await page.goto(`${base}/trace/ffffffffffffffffffffffffffffffff`);
+  await page.locator('.state.error').waitFor();
+  check((await page.locator('.state.error').innerText()).includes('not found'), 'unknown trace: no "not found"');
+  console.log('ok trace');
+}
+
+async function dependencies(page) {
+  await page.goto(`${base}/dependencies`);
+  await page.locator('#dep-graph').waitFor();
+  const drawn = await page.locator('#dep-graph g.edge').evaluateAll((gs) => gs.map((g) => [g.dataset.parent, g.dataset.child]));
+  const key = (list) => JSON.stringify(list.map((e) => e.join(' -> ')).sort());
+  check(key(drawn) === key(edges), `drawn ${key(drawn)}, the API has ${key(edges)}`);
+  for (const s of new Set(edges.flat())) {
+    check(await page.locator(`#dep-graph g.node[data-service="${s}"]`).count() === 1, `no node for ${s}`);
+  }
+  check(await page.locator('#dep-table tbody tr').count() === edges.length, 'the table lacks edges');
+  await shot(page, 'dependencies');
+  console.log('ok dependencies');
+}
+
+(async () => {
+  check(base, 'usage: node check.js BASE_URL');
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-gpu'],
+  });
+  try {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    page = await context.newPage();
+    page.setDefaultTimeout(15000);
+    page.on('dialog', (d) => { problems.push(`a dialog opened (${d.type()}: ${d.message()})`); d.dismiss().catch(() => {}); });
+    page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+    page.on('console', (m) => {
+      // The not-found page's 404 is expected; anything else is a failure
+      // (a CSP violation reports here).
+      if (m.type() === 'error' && !m.text().includes('404')) problems.push(`console error: ${m.text()}`);
+    });
+    await headers();
+    await search(page);
+    await trace(page);
+    await dependencies(page);
+  } catch (e) {
+    const text = await page.locator('main').evaluate((m) => m.innerText + '\nselects: ' + [...m.querySelectorAll('select')].map((s) => `${s.id}=[${[...s.options].map((o) => o.value)}]`).join(' ')).catch(() => '?');
+    e.message += `\nat ${page.url()} the page shows:\n${text.slice(0, 2000)}`;
+    throw e;
+  } finally {
+    await browser.close();
+  }
+  check(problems.length === 0, problems.join('\n'));
+  console.log('all checks passed');
+})().catch((e) => {
+  console.error(`FAIL: ${e.message}`);
+  if (problems.length) console.error(`the page also reported:\n${problems.join('\n')}`);
+  process.exit(1);
+});
