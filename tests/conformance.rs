@@ -127,19 +127,7 @@ fn urlencoding(v: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_25_search_cases_pass_over_http() -> Result<()> {
     let stack = Stack::start(topology("conformance")).await?;
-    let dir = skein_tests::conformance_dir().join("traces");
-    let mut names: Vec<String> = std::fs::read_dir(&dir)?
-        .map(|e| {
-            Ok(e?
-                .path()
-                .file_stem()
-                .context("name")?
-                .to_string_lossy()
-                .into_owned())
-        })
-        .collect::<Result<_>>()?;
-    names.sort();
-    ensure!(names.len() == 32, "32 fixtures, found {}", names.len());
+    let names = skein_tests::fixture_names()?;
     // Every trace is written first, so that the others are counter-examples.
     let mut expected: BTreeMap<String, BTreeMap<String, Vec<String>>> = BTreeMap::new();
     for name in &names {

@@ -58,6 +58,30 @@ async fn metric(http: &reqwest::Client, admin: &str, name: &str) -> Result<f64> 
         .unwrap_or(0.0))
 }
 
+/// Posts the example trace as 12 traces of their own (IDs 01.. to 0c..).
+async fn post_twelve_traces(http: &reqwest::Client, url: &str) -> Result<()> {
+    for n in 1..=12u8 {
+        let data = fixture_in_trace("example_trace", n)?;
+        let r = http
+            .post(url)
+            .header("content-type", "application/json")
+            .body(serde_json::to_string(&data)?)
+            .send()
+            .await?;
+        ensure!(r.status() == 200, "collector answered {}", r.status());
+    }
+    Ok(())
+}
+
+/// Waits until the ingester at `admin` consumed the 12 messages.
+async fn consumed_twelve(http: &reqwest::Client, admin: &str) -> Result<()> {
+    until(WAIT, || async {
+        let consumed = metric(http, admin, "skein_ingester_messages_consumed_total").await?;
+        Ok((consumed == 12.0).then_some(()))
+    })
+    .await
+}
+
 /// Partitions the ingester at `admin` holds.
 async fn assigned(http: &reqwest::Client, admin: &str) -> Result<f64> {
     metric(http, admin, "skein_ingester_partitions_assigned").await
@@ -247,23 +271,11 @@ async fn sigterm_writes_the_open_batches_and_commits_them() -> Result<()> {
     let mut ingester = start_ingester(&binary, &config, "ingester.log", &admin)?;
 
     let http = reqwest::Client::new();
-    for n in 1..=12u8 {
-        let data = fixture_in_trace("example_trace", n)?;
-        let r = http
-            .post(&url)
-            .header("content-type", "application/json")
-            .body(serde_json::to_string(&data)?)
-            .send()
-            .await?;
-        ensure!(r.status() == 200, "collector answered {}", r.status());
-    }
+    post_twelve_traces(&http, &url).await?;
     // Every message is consumed and waits in an open batch.
-    until(WAIT, || async {
-        let consumed = metric(&http, &admin, "skein_ingester_messages_consumed_total").await?;
-        Ok((consumed == 12.0).then_some(()))
-    })
-    .await
-    .with_context(|| format!("the ingester did not consume; see {}", dir.display()))?;
+    consumed_twelve(&http, &admin)
+        .await
+        .with_context(|| format!("the ingester did not consume; see {}", dir.display()))?;
     let ch = &t.storage.clickhouse;
     let client = skein_store::client(ch);
     let count = |client: clickhouse::Client| async move {
@@ -358,22 +370,10 @@ async fn a_revoked_partition_s_open_batch_is_dropped_uncommitted_and_its_new_own
     })
     .await
     .context("the first ingester did not get the partitions")?;
-    for n in 1..=12u8 {
-        let data = fixture_in_trace("example_trace", n)?;
-        let r = http
-            .post(&url)
-            .header("content-type", "application/json")
-            .body(serde_json::to_string(&data)?)
-            .send()
-            .await?;
-        ensure!(r.status() == 200, "collector answered {}", r.status());
-    }
-    until(WAIT, || async {
-        let consumed = metric(&http, &a_admin, "skein_ingester_messages_consumed_total").await?;
-        Ok((consumed == 12.0).then_some(()))
-    })
-    .await
-    .context("the first ingester did not consume")?;
+    post_twelve_traces(&http, &url).await?;
+    consumed_twelve(&http, &a_admin)
+        .await
+        .context("the first ingester did not consume")?;
 
     // A second member joins: the group takes some partitions from the first,
     // whose open batches for them must be dropped, not written or committed.

@@ -196,6 +196,24 @@ pub fn conformance_dir() -> PathBuf {
     ))
 }
 
+/// The names of the 32 conformance trace fixtures (file stems), sorted.
+pub fn fixture_names() -> Result<Vec<String>> {
+    let dir = conformance_dir().join("traces");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)?
+        .map(|e| {
+            Ok(e?
+                .path()
+                .file_stem()
+                .context("fixture file name")?
+                .to_string_lossy()
+                .into_owned())
+        })
+        .collect::<Result<_>>()?;
+    names.sort();
+    anyhow::ensure!(names.len() == 32, "32 fixtures, found {}", names.len());
+    Ok(names)
+}
+
 /// A fixture trace's OTLP JSON, its dates moved to the present as the
 /// conformance suite does: each timestamp keeps its time of day and moves to
 /// yesterday, or to the day before when its date is 2017-01-25.

@@ -150,19 +150,7 @@ async fn jaeger_storage_conformance_searches() -> Result<()> {
     with_db("storage_conformance", |db| async move {
         // Every fixture is written, so each search has the others as
         // counter-examples.
-        let dir = skein_tests::conformance_dir().join("traces");
-        let mut names: Vec<String> = std::fs::read_dir(&dir)?
-            .map(|e| {
-                Ok(e?
-                    .path()
-                    .file_stem()
-                    .context("name")?
-                    .to_string_lossy()
-                    .into_owned())
-            })
-            .collect::<Result<_>>()?;
-        names.sort();
-        ensure!(names.len() == 32, "32 fixtures, found {}", names.len());
+        let names = skein_tests::fixture_names()?;
         let mut batch = Vec::new();
         // fixture name -> (trace id -> its spans, encoded and sorted)
         let mut expected: BTreeMap<String, BTreeMap<String, Vec<Vec<u8>>>> = BTreeMap::new();

@@ -97,14 +97,7 @@ impl DependencyWriter {
 
     /// Checks that the server answers and the table exists.
     pub async fn healthcheck(&self) -> Result<()> {
-        self.client
-            .query_raw(&format!("SELECT count() FROM {} WHERE 0", self.table))
-            .execute()
-            .await
-            .map_err(|source| Error::ClickHouse {
-                op: "healthcheck",
-                source,
-            })
+        crate::table_answers(&self.client, &self.table).await
     }
 }
 

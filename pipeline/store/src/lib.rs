@@ -109,6 +109,18 @@ impl Error {
 /// The store's result.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Checks that the server answers and `table` exists.
+pub(crate) async fn table_answers(client: &clickhouse::Client, table: &str) -> Result<()> {
+    client
+        .query_raw(&format!("SELECT count() FROM {table} WHERE 0"))
+        .execute()
+        .await
+        .map_err(|source| Error::ClickHouse {
+            op: "healthcheck",
+            source,
+        })
+}
+
 /// A ClickHouse client for the configured server, without a default
 /// database (queries name it), tolerant of old servers.
 pub fn client(config: &ClickHouseConfig) -> clickhouse::Client {
