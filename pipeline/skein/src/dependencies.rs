@@ -11,16 +11,14 @@
 //! changes no count: every call is written with the same link ID.
 
 use std::io::IsTerminal;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use anyhow::{bail, Context, Result};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use skein_aggregator::batch::Progress;
 use skein_config::Topology;
 use skein_ingester::replay::Position;
 
-/// How often plain progress lines are printed when stdout is not a terminal.
-const LINE_EVERY: Duration = Duration::from_secs(5);
+use crate::progress::{count, Display};
 
 /// Parses a time: RFC 3339, or a bare date (midnight UTC); ns since the epoch.
 pub fn parse_time(s: &str) -> Result<u64> {
@@ -48,10 +46,17 @@ pub async fn rebuild(topology: &Topology, from: &str, to: &str) -> Result<()> {
     println!(
         "rebuilding dependency links of traces with spans from {from} to {to} into clickhouse {db}.dependencies"
     );
-    let mut display = Display::new(std::io::stdout().is_terminal());
-    let summary = skein_aggregator::batch::rebuild(topology, from_ns, to_ns, |p| display.show(p))
-        .await
-        .context("dependencies rebuild")?;
+    let mut display = Display::new("rebuild", "chunks", std::io::stdout().is_terminal());
+    let summary = skein_aggregator::batch::rebuild(topology, from_ns, to_ns, |p| {
+        display.show(
+            p.chunks_done as u64,
+            p.chunks_total as u64,
+            describe(p),
+            p.elapsed,
+        );
+    })
+    .await
+    .context("dependencies rebuild")?;
     display.finish();
     let seconds = summary.elapsed.as_secs_f64();
     println!(
@@ -69,10 +74,6 @@ pub async fn rebuild(topology: &Topology, from: &str, to: &str) -> Result<()> {
     Ok(())
 }
 
-fn count(n: u64, noun: &str) -> String {
-    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
-}
-
 fn describe(p: &Progress) -> String {
     format!(
         "{}, {}, {}",
@@ -80,67 +81,6 @@ fn describe(p: &Progress) -> String {
         count(p.spans, "span"),
         count(p.links, "link")
     )
-}
-
-/// A progress bar on a terminal, plain lines elsewhere.
-struct Display {
-    terminal: bool,
-    bar: Option<ProgressBar>,
-    last_line: Option<Duration>,
-}
-
-impl Display {
-    fn new(terminal: bool) -> Self {
-        Self {
-            terminal,
-            bar: None,
-            last_line: None,
-        }
-    }
-
-    fn show(&mut self, p: &Progress) {
-        let total = p.chunks_total as u64;
-        if !self.terminal {
-            let due = p.chunks_done == p.chunks_total
-                || self
-                    .last_line
-                    .is_none_or(|last| p.elapsed >= last + LINE_EVERY);
-            if due {
-                println!(
-                    "rebuild: {}/{} chunks, {}",
-                    p.chunks_done,
-                    p.chunks_total,
-                    describe(p)
-                );
-                self.last_line = Some(p.elapsed);
-            }
-            return;
-        }
-        let new = self.bar.is_none();
-        let bar = self.bar.get_or_insert_with(|| {
-            let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stdout());
-            let style = ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] [{wide_bar}] {pos}/{len} chunks, {msg} (eta {eta})",
-            )
-            .expect("valid template")
-            .progress_chars("=> ");
-            bar.with_style(style)
-        });
-        bar.set_length(total);
-        bar.set_position(p.chunks_done as u64);
-        bar.set_message(describe(p));
-        if new {
-            bar.enable_steady_tick(Duration::from_millis(200));
-        }
-    }
-
-    /// Leaves the bar at its last state.
-    fn finish(&mut self) {
-        if let Some(bar) = self.bar.take() {
-            bar.finish();
-            println!(); // the bar leaves the cursor at the end of its line
-        }
-    }
 }
 
 #[cfg(test)]

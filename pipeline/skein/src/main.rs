@@ -8,6 +8,7 @@
 mod admin;
 mod dependencies;
 mod lag;
+mod progress;
 mod replay;
 
 use std::path::PathBuf;

@@ -14,13 +14,10 @@
 use std::io::IsTerminal;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::progress::{count, Display};
 use anyhow::{bail, Context, Result};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use skein_config::Topology;
 use skein_ingester::replay::{Position, Progress, ReplaySpec};
-
-/// How often plain progress lines are printed when stdout is not a terminal.
-const LINE_EVERY: Duration = Duration::from_secs(5);
 
 /// Parses a position: `earliest`, `latest`, an offset, or an RFC 3339 time.
 pub fn parse_position(s: &str) -> Result<Position> {
@@ -187,10 +184,12 @@ pub async fn run(
     let topic = &topology.topics.spans.name;
     let table = format!("{}.spans", topology.storage.clickhouse.database);
     println!("replaying kafka topic {topic} into clickhouse {table}");
-    let mut display = Display::new(std::io::stdout().is_terminal());
-    let summary = skein_ingester::replay::replay(topology, spec, |p| display.show(p))
-        .await
-        .context("replay")?;
+    let mut display = Display::new("replay", "messages", std::io::stdout().is_terminal());
+    let summary = skein_ingester::replay::replay(topology, spec, |p| {
+        display.show(p.messages_done, p.messages_total, describe(p), p.elapsed);
+    })
+    .await
+    .context("replay")?;
     let elapsed = display.finish();
     println!(
         "replayed {}, {} written in {:.1} s ({:.0} spans/s)",
@@ -220,10 +219,6 @@ pub async fn run(
     Ok(())
 }
 
-fn count(n: u64, noun: &str) -> String {
-    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
-}
-
 fn rate(spans: u64, elapsed: Duration) -> f64 {
     let seconds = elapsed.as_secs_f64();
     if seconds > 0.0 {
@@ -240,75 +235,6 @@ fn describe(p: &Progress) -> String {
         rate(p.spans_written, p.elapsed),
         count(p.messages_total.saturating_sub(p.messages_done), "message")
     )
-}
-
-/// A progress bar on a terminal, plain lines elsewhere.
-struct Display {
-    terminal: bool,
-    bar: Option<ProgressBar>,
-    last_line: Option<Duration>,
-    elapsed: Duration,
-}
-
-impl Display {
-    fn new(terminal: bool) -> Self {
-        Self {
-            terminal,
-            bar: None,
-            last_line: None,
-            elapsed: Duration::ZERO,
-        }
-    }
-
-    fn show(&mut self, p: &Progress) {
-        self.elapsed = p.elapsed;
-        if p.messages_total == 0 {
-            return; // nothing to read: the summary says so
-        }
-        if !self.terminal {
-            let due = self
-                .last_line
-                .is_none_or(|last| p.elapsed >= last + LINE_EVERY);
-            if due {
-                println!(
-                    "replay: {}/{} messages, {}",
-                    p.messages_done,
-                    p.messages_total,
-                    describe(p)
-                );
-                self.last_line = Some(p.elapsed);
-            }
-            return;
-        }
-        let new = self.bar.is_none();
-        let bar = self.bar.get_or_insert_with(|| {
-            let bar =
-                ProgressBar::with_draw_target(Some(p.messages_total), ProgressDrawTarget::stdout());
-            let style = ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] [{wide_bar}] {pos}/{len} messages, {msg} (eta {eta})",
-            )
-            .expect("valid template")
-            .progress_chars("=> ");
-            bar.with_style(style)
-                .with_position(p.messages_done)
-                .with_message(describe(p))
-        });
-        bar.set_length(p.messages_total);
-        bar.set_position(p.messages_done);
-        bar.set_message(describe(p));
-        if new {
-            bar.enable_steady_tick(Duration::from_millis(200));
-        }
-    }
-
-    /// Leaves the bar at its last state; returns the replay's duration.
-    fn finish(&mut self) -> Duration {
-        if let Some(bar) = self.bar.take() {
-            bar.finish();
-            println!(); // the bar leaves the cursor at the end of its line
-        }
-        self.elapsed
-    }
 }
 
 #[cfg(test)]
