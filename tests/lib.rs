@@ -169,6 +169,41 @@ fn spawn<E: std::fmt::Display + Send + 'static>(
     })
 }
 
+/// A tiny HTTP server for tests: answers every request with `body()` as
+/// `text/plain` (a Prometheus `/metrics` stand-in), until the runtime ends.
+/// Returns its address.
+pub async fn serve_text(body: impl Fn() -> String + Send + Sync + 'static) -> Result<SocketAddr> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let body = std::sync::Arc::new(body);
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                // Read the request head; its content does not matter.
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = body();
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\n\
+                     content-length: {}\r\nconnection: close\r\n\r\n{text}",
+                    text.len()
+                );
+                let _ = socket.write_all(response.as_bytes()).await;
+                let _ = socket.shutdown().await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
 /// The spans of a trace as the query API shows it (`answer["data"][0]`),
 /// each with its process resolved into `process` in place of `processID`,
 /// so that answers compare whatever their process keys.

@@ -5,7 +5,10 @@
 //! missing) drives the pages: search finds the example trace, the trace
 //! page shows every span and collapses and expands a subtree, the
 //! dependency page draws the API's edges, and a span named and tagged
-//! `<img src=x onerror=alert(1)>` renders as text with no script run.
+//! `<img src=x onerror=alert(1)>` renders as text with no script run, and
+//! the pipeline page shows the ingester's lag per partition, spans in and
+//! out per second from this process's own metrics (served as `/metrics`),
+//! and a metrics endpoint that does not answer.
 //!
 //! Screenshots go to `$SKEIN_UI_SCREENSHOTS` (to refresh the README's:
 //! `SKEIN_UI_SCREENSHOTS=docs/screenshots`, relative to the workspace) or,
@@ -17,8 +20,9 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{ensure, Context, Result};
+use metrics_exporter_prometheus::PrometheusBuilder;
 use serde_json::{json, Value};
-use skein_tests::{fixture_json, topology, Stack};
+use skein_tests::{fixture_json, serve_text, topology, Stack};
 
 const WAIT: Duration = Duration::from_secs(90);
 const EXAMPLE_TRACE: &str = "00000000000000000000000000000011";
@@ -126,7 +130,16 @@ fn tree_trace(start: u64) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_web_ui_works_in_a_real_browser() -> Result<()> {
-    let stack = Stack::start(topology("ui")).await?;
+    // The roles run in this process: its recorder is their /metrics.
+    let metrics = PrometheusBuilder::new().install_recorder()?;
+    let served = serve_text(move || metrics.render()).await?;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let mut t = topology("ui");
+    t.query.pipeline_metrics = vec![
+        format!("http://{served}/metrics"),
+        format!("http://{closed}/metrics"),
+    ];
+    let stack = Stack::start(t).await?;
     let result = run(&stack).await;
     stack.stop().await;
     result
@@ -180,6 +193,8 @@ async fn run(stack: &Stack) -> Result<()> {
     std::fs::create_dir_all(&screenshots)?;
     let base = format!("http://{}", stack.query);
     let edges = serde_json::to_string(&edges)?;
+    let partitions = stack.topology.topics.spans.partitions;
+    let ingester_group = stack.topology.groups.ingester.clone();
     let output = tokio::task::spawn_blocking(move || -> Result<std::process::Output> {
         install_browser_client()?;
         std::process::Command::new("node")
@@ -188,6 +203,8 @@ async fn run(stack: &Stack) -> Result<()> {
             .env("SKEIN_UI_EDGES", edges)
             .env("SKEIN_UI_EXAMPLE_TRACE", EXAMPLE_TRACE)
             .env("SKEIN_UI_TREE_TRACE", TREE_TRACE)
+            .env("SKEIN_UI_PARTITIONS", partitions.to_string())
+            .env("SKEIN_UI_INGESTER_GROUP", ingester_group)
             .env("SKEIN_UI_SCREENSHOT_DIR", &screenshots)
             .current_dir(browser_dir())
             .output()

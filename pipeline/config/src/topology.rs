@@ -524,6 +524,12 @@ pub struct Query {
     /// Largest shift the clock-skew adjuster applies to a span, in
     /// milliseconds; 0 turns the adjuster off. Default 0, as Jaeger.
     pub max_clock_skew_adjust_ms: u64,
+    /// Prometheus `/metrics` URLs the UI's Pipeline page reads counters
+    /// from (`http://host:port/metrics`). Empty (the default): the
+    /// topology's own admin endpoints, `admin.http`, `admin.ingester_http`
+    /// and `admin.aggregator_http`, with `0.0.0.0` read as `127.0.0.1`; in
+    /// `all-in-one`, `admin.http` alone (it serves every role's metrics).
+    pub pipeline_metrics: Vec<String>,
 }
 
 impl Default for Query {
@@ -536,6 +542,7 @@ impl Default for Query {
             max_spans_per_trace: 100_000,
             default_lookback_ms: 2 * 24 * 3600 * 1000,
             max_clock_skew_adjust_ms: 0,
+            pipeline_metrics: Vec::new(),
         }
     }
 }
@@ -556,6 +563,7 @@ impl fmt::Debug for Query {
             .field("max_spans_per_trace", &self.max_spans_per_trace)
             .field("default_lookback_ms", &self.default_lookback_ms)
             .field("max_clock_skew_adjust_ms", &self.max_clock_skew_adjust_ms)
+            .field("pipeline_metrics", &self.pipeline_metrics)
             .finish()
     }
 }

@@ -221,6 +221,22 @@ pub(crate) fn validate(t: &Topology) -> Result<(), Vec<ValidationError>> {
             "set without query.clickhouse_user",
         );
     }
+    for (i, url) in t.query.pipeline_metrics.iter().enumerate() {
+        let path = format!("query.pipeline_metrics[{i}]");
+        match ["http://", "https://"]
+            .iter()
+            .find_map(|scheme| url.trim().strip_prefix(scheme))
+        {
+            None => p.add(
+                path,
+                format!("must start with http:// or https://, got `{url}`"),
+            ),
+            Some(rest) if rest.is_empty() || rest.starts_with(['/', ':']) => {
+                p.add(path, format!("`{url}` has no host"));
+            }
+            Some(_) => {}
+        }
+    }
     let query = p.listen("query.http", &t.query.http);
     let admin = p.listen("admin.http", &t.admin.http);
     let admin_ingester = p.listen("admin.ingester_http", &t.admin.ingester_http);
@@ -616,5 +632,23 @@ mod tests {
         );
         t.storage.clickhouse.database = "skein-db".into();
         assert!(paths(&t).contains(&"storage.clickhouse.database".to_owned()));
+    }
+
+    #[test]
+    fn pipeline_metrics_must_be_http_urls() {
+        let mut t = Topology::default();
+        t.query.pipeline_metrics = vec![
+            "http://127.0.0.1:14269/metrics".into(),
+            "https://ingester.example:14270/metrics".into(),
+            "127.0.0.1:14271".into(),
+            "http://:1/metrics".into(),
+        ];
+        assert_eq!(
+            problems(&t),
+            [
+                "query.pipeline_metrics[2]: must start with http:// or https://, got `127.0.0.1:14271`",
+                "query.pipeline_metrics[3]: `http://:1/metrics` has no host",
+            ]
+        );
     }
 }

@@ -13,6 +13,7 @@ use skein_store::SpanReader;
 pub(crate) struct Api {
     pub(crate) reader: SpanReader,
     pub(crate) options: Options,
+    pub(crate) pipeline: crate::pipeline::Pipeline,
 }
 
 /// How the API answers, from the topology's `query` section.
@@ -43,6 +44,7 @@ pub(crate) fn router(api: Api) -> Router {
         )
         .route("/api/operations", get(operations))
         .route("/api/dependencies", get(crate::dependencies::handler))
+        .route("/api/pipeline", get(crate::pipeline::handler))
         .merge(crate::api_v3::router(api.clone()))
         .merge(crate::ui::router())
         .with_state(api)

@@ -13,6 +13,7 @@ mod api;
 mod api_v3;
 mod dependencies;
 mod params;
+pub mod pipeline;
 mod search;
 mod ui;
 
@@ -98,6 +99,7 @@ impl Query {
             listener,
             api: api::Api {
                 reader,
+                pipeline: pipeline::Pipeline::new(topology),
                 options: api::Options {
                     default_lookback: std::time::Duration::from_millis(q.default_lookback_ms),
                     max_spans_per_trace: q.max_spans_per_trace,

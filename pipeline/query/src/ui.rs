@@ -1,9 +1,10 @@
-//! The web UI: Jaeger's pages (search, trace, dependencies) as plain JS
-//! modules, CSS and SVG embedded in the binary, no build step and no CDN.
+//! The web UI: Jaeger's pages (search, trace, dependencies) and skein's
+//! pipeline page, as plain JS modules, CSS and SVG embedded in the binary,
+//! no build step and no CDN.
 //!
-//! In: `GET /`, `/search`, `/trace/{id}`, `/dependencies` (all the same
-//! HTML shell; the page's script reads the path) and `/static/{file}`. Out:
-//! the embedded files with their content types.
+//! In: `GET /`, `/search`, `/trace/{id}`, `/dependencies`, `/pipeline`
+//! (all the same HTML shell; the page's script reads the path) and
+//! `/static/{file}`. Out: the embedded files with their content types.
 //!
 //! Guarantees: every UI response carries a strict Content-Security-Policy
 //! (`default-src 'self'`, no inline script or style) and
@@ -36,6 +37,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("search.js", JS, include_str!("../ui/search.js")),
     ("trace.js", JS, include_str!("../ui/trace.js")),
     ("dependencies.js", JS, include_str!("../ui/dependencies.js")),
+    ("pipeline.js", JS, include_str!("../ui/pipeline.js")),
     (
         "favicon.svg",
         "image/svg+xml",
@@ -52,6 +54,7 @@ pub(crate) fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route("/search", get(index))
         .route("/trace/{trace_id}", get(index))
         .route("/dependencies", get(index))
+        .route("/pipeline", get(index))
         .route("/static/{file}", get(asset))
         .layer(axum::middleware::map_response(secure))
 }

@@ -3,6 +3,7 @@ import { showState } from './util.js';
 import { renderSearch } from './search.js';
 import { renderTrace } from './trace.js';
 import { renderDependencies } from './dependencies.js';
+import { renderPipeline } from './pipeline.js';
 
 function route() {
   const main = document.getElementById('main');
@@ -17,6 +18,9 @@ function route() {
   } else if (path === '/dependencies') {
     page = 'dependencies';
     done = renderDependencies(main);
+  } else if (path === '/pipeline') {
+    page = 'pipeline';
+    done = renderPipeline(main);
   } else {
     showState(main, 'error', `No page at ${path}.`);
   }

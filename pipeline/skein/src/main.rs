@@ -188,6 +188,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
             schema_apply(&topology).await?;
+            // One process, one admin endpoint: the Pipeline page reads every
+            // role's metrics there unless told otherwise.
+            let mut topology = topology;
+            if topology.query.pipeline_metrics.is_empty() {
+                topology.query.pipeline_metrics =
+                    skein_query::pipeline::all_in_one_endpoints(&topology);
+            }
             serve(
                 &topology,
                 &[

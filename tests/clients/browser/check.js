@@ -2,7 +2,9 @@
 // or $CHROMIUM) and exits non-zero with a message on the first failed
 // check. Usage: node check.js http://127.0.0.1:16686
 // Environment (set by tests/ui.rs): SKEIN_UI_EXAMPLE_TRACE, SKEIN_UI_TREE_TRACE,
-// SKEIN_UI_EDGES (JSON [[parent, child], ...]), SKEIN_UI_SCREENSHOT_DIR.
+// SKEIN_UI_EDGES (JSON [[parent, child], ...]), SKEIN_UI_PARTITIONS and
+// SKEIN_UI_INGESTER_GROUP (the spans topic's partitions, the ingester's
+// group), SKEIN_UI_SCREENSHOT_DIR.
 'use strict';
 const path = require('path');
 const { chromium } = require('playwright-core');
@@ -12,6 +14,8 @@ const base = process.argv[2];
 const exampleTrace = process.env.SKEIN_UI_EXAMPLE_TRACE;
 const treeTrace = process.env.SKEIN_UI_TREE_TRACE;
 const edges = JSON.parse(process.env.SKEIN_UI_EDGES || '[]');
+const partitions = Number(process.env.SKEIN_UI_PARTITIONS || '0');
+const ingesterGroup = process.env.SKEIN_UI_INGESTER_GROUP;
 const shots = process.env.SKEIN_UI_SCREENSHOT_DIR;
 // What the page reported (dialogs, script errors, CSP violations).
 const problems = [];
@@ -28,7 +32,7 @@ async function shot(page, name) {
 }
 
 async function headers() {
-  for (const p of ['/search', '/trace/abc', '/dependencies', '/static/app.js', '/static/style.css']) {
+  for (const p of ['/search', '/trace/abc', '/dependencies', '/pipeline', '/static/app.js', '/static/pipeline.js', '/static/style.css']) {
     const r = await fetch(base + p);
     check(r.ok, `${p}: HTTP ${r.status}`);
     const csp = r.headers.get('content-security-policy') || '';
@@ -144,6 +148,37 @@ async function dependencies(page) {
   console.log('ok dependencies');
 }
 
+async function pipeline(page) {
+  // Polled every second here (5 s by default): rates need two polls.
+  await page.goto(`${base}/pipeline?every=1`);
+  await page.locator('#lag-table').waitFor();
+  const rows = page.locator(`#lag-table tbody tr[data-group="${ingesterGroup}"]`);
+  const seen = await rows.evaluateAll((trs) => trs.map((tr) => tr.dataset.partition));
+  const want = [...Array(partitions).keys()].map(String);
+  check(JSON.stringify(seen) === JSON.stringify(want), `ingester lag rows for partitions ${seen}, want ${want}`);
+  for (const tr of await rows.all()) {
+    const cells = await tr.locator('td').allInnerTexts();
+    check(cells.length === 6 && cells.slice(2).every((c) => /^(\d+|none)$/.test(c)), `a lag row reads ${cells}`);
+  }
+  // Rates appear once a second poll gave a delta.
+  for (const id of ['spans-in', 'spans-out']) {
+    const tile = page.locator(`#tile-${id}`);
+    await page.waitForFunction((id) => {
+      const t = document.getElementById(`tile-${id}`);
+      return t && t.dataset.value !== '' && Number.isFinite(Number(t.dataset.value));
+    }, id, { timeout: 15000 }).catch(async () => { throw new Error(`${id} shows no rate: ${await tile.innerText()}`); });
+    const value = await tile.locator('.pl-tile-value').innerText();
+    check(/^\d+(\.\d)?$/.test(value), `${id} shows ${JSON.stringify(value)}`);
+    // Both traces (11 spans) went in and out.
+    const total = Number(await tile.getAttribute('data-total'));
+    check(total >= 11, `${id} counts ${total} spans, want at least 11`);
+  }
+  const down = page.locator('#pl-unreachable li');
+  check(await down.count() === 1, `unreachable endpoints listed: ${await down.count()}`);
+  await shot(page, 'pipeline');
+  console.log('ok pipeline');
+}
+
 (async () => {
   check(base, 'usage: node check.js BASE_URL');
   const browser = await chromium.launch({
@@ -165,6 +200,7 @@ async function dependencies(page) {
     await search(page);
     await trace(page);
     await dependencies(page);
+    await pipeline(page);
   } catch (e) {
     const text = await page.locator('main').evaluate((m) => m.innerText + '\nselects: ' + [...m.querySelectorAll('select')].map((s) => `${s.id}=[${[...s.options].map((o) => o.value)}]`).join(' ')).catch(() => '?');
     e.message += `\nat ${page.url()} the page shows:\n${text.slice(0, 2000)}`;
