@@ -9,12 +9,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::TracesData;
-use prost::Message;
 use serde_json::Value;
 use skein_model::jaeger;
-use skein_tests::{conformance_query_time, fixture, fixture_json, topology, Stack};
+use skein_tests::{
+    conformance_query_time, copies, fixture, fixture_json, post_protobuf, topology, Stack,
+};
 
 const WAIT: Duration = Duration::from_secs(90);
 /// How long the suite retries a search before it fails it.
@@ -287,48 +287,6 @@ async fn services_and_operations_are_listed_as_jaeger_lists_them() -> Result<()>
     assert_eq!(missing.status(), 400);
     println!("services and operations: ok");
     stack.stop().await;
-    Ok(())
-}
-
-/// The conformance suite's big traces: the example's first span copied
-/// `n` times, each copy with its own span ID (or, every `reuse_every`th,
-/// the original's) and its start moved by i seconds.
-fn copies(n: usize, reuse_every: Option<usize>) -> Result<TracesData> {
-    let mut data = fixture("example_trace")?;
-    data.resource_spans.truncate(1);
-    let original = data.resource_spans[0].scope_spans[0].spans[0].clone();
-    let spans = &mut data.resource_spans[0].scope_spans[0].spans;
-    spans.clear();
-    for i in 0..n {
-        let mut span = original.clone();
-        span.trace_id = vec![0xee; 16];
-        let reuse = reuse_every.is_some_and(|k| i % k == 0);
-        if !reuse {
-            span.span_id = (i as u64 + 1_000_000).to_be_bytes().to_vec();
-        }
-        span.start_time_unix_nano += i as u64 * 1_000_000_000;
-        span.end_time_unix_nano += i as u64 * 1_000_000_000;
-        spans.push(span);
-    }
-    Ok(data)
-}
-
-async fn post_protobuf(stack: &Stack, data: &TracesData) -> Result<()> {
-    let body = ExportTraceServiceRequest {
-        resource_spans: data.resource_spans.clone(),
-    }
-    .encode_to_vec();
-    let response = reqwest::Client::new()
-        .post(stack.traces_url())
-        .header("content-type", "application/x-protobuf")
-        .body(body)
-        .send()
-        .await?;
-    anyhow::ensure!(
-        response.status() == 200,
-        "collector answered {}",
-        response.status()
-    );
     Ok(())
 }
 

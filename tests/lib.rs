@@ -283,6 +283,50 @@ pub fn fixture(name: &str) -> Result<TracesData> {
     Ok(serde_json::from_str(&fixture_json(name)?)?)
 }
 
+/// The conformance suite's big traces: the example's first span copied
+/// `n` times, each copy with its own span ID (or, every `reuse_every`th,
+/// the original's) and its start moved by i seconds.
+pub fn copies(n: usize, reuse_every: Option<usize>) -> Result<TracesData> {
+    let mut data = fixture("example_trace")?;
+    data.resource_spans.truncate(1);
+    let original = data.resource_spans[0].scope_spans[0].spans[0].clone();
+    let spans = &mut data.resource_spans[0].scope_spans[0].spans;
+    spans.clear();
+    for i in 0..n {
+        let mut span = original.clone();
+        span.trace_id = vec![0xee; 16];
+        let reuse = reuse_every.is_some_and(|k| i % k == 0);
+        if !reuse {
+            span.span_id = (i as u64 + 1_000_000).to_be_bytes().to_vec();
+        }
+        span.start_time_unix_nano += i as u64 * 1_000_000_000;
+        span.end_time_unix_nano += i as u64 * 1_000_000_000;
+        spans.push(span);
+    }
+    Ok(data)
+}
+
+/// Posts `data` to the collector as OTLP/HTTP protobuf and expects a 200.
+pub async fn post_protobuf(stack: &Stack, data: &TracesData) -> Result<()> {
+    use prost::Message;
+    let body = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest {
+        resource_spans: data.resource_spans.clone(),
+    }
+    .encode_to_vec();
+    let response = reqwest::Client::new()
+        .post(stack.traces_url())
+        .header("content-type", "application/x-protobuf")
+        .body(body)
+        .send()
+        .await?;
+    anyhow::ensure!(
+        response.status() == 200,
+        "collector answered {}",
+        response.status()
+    );
+    Ok(())
+}
+
 /// Nanoseconds in a day.
 pub const DAY_NS: u64 = 86_400 * 1_000_000_000;
 

@@ -5,10 +5,15 @@
 //! missing) drives the pages: search finds the example trace, the trace
 //! page shows every span and collapses and expands a subtree, the
 //! dependency page draws the API's edges, and a span named and tagged
-//! `<img src=x onerror=alert(1)>` renders as text with no script run, and
-//! the pipeline page shows the ingester's lag per partition, spans in and
-//! out per second from this process's own metrics (served as `/metrics`),
-//! and a metrics endpoint that does not answer.
+//! `<img src=x onerror=alert(1)>` renders as text with no script run, a
+//! 10,008-span trace (the conformance suite's big trace, sent as OTLP
+//! protobuf) renders within 20 s with only the rows in view in the DOM,
+//! scrolls to its last span and opens its details, a search that matches
+//! nothing, an unknown trace and a search the API refuses show their
+//! empty, not-found and error messages, and the pipeline page shows the
+//! ingester's lag per partition, spans in and out per second from this
+//! process's own metrics (served as `/metrics`), and a metrics endpoint
+//! that does not answer.
 //!
 //! Screenshots go to `$SKEIN_UI_SCREENSHOTS` (to refresh the README's:
 //! `SKEIN_UI_SCREENSHOTS=docs/screenshots`, relative to the workspace) or,
@@ -22,13 +27,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{ensure, Context, Result};
 use metrics_exporter_prometheus::PrometheusBuilder;
 use serde_json::{json, Value};
-use skein_tests::{fixture_json, serve_text, topology, Stack};
+use skein_tests::{copies, fixture_json, post_protobuf, serve_text, topology, Stack};
 
 const WAIT: Duration = Duration::from_secs(90);
 const EXAMPLE_TRACE: &str = "00000000000000000000000000000011";
 const TREE_TRACE: &str = "5a17e1a0000000000000000000000001";
 const EVIL: &str = "<img src=x onerror=alert(1)>";
 const MINUTE_NS: u64 = 60_000_000_000;
+/// The spans of the big trace `copies` builds, and its ID.
+const BIG_SPANS: usize = 10_008;
+const BIG_TRACE: &str = "eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee";
 
 fn browser_dir() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/clients/browser"))
@@ -156,6 +164,13 @@ async fn run(stack: &Stack) -> Result<()> {
     ensure!(response.status().is_success(), "{}", response.status());
     stack.wait_for_trace(EXAMPLE_TRACE, 5, WAIT).await?;
     stack.wait_for_trace(TREE_TRACE, 6, WAIT).await?;
+    post_protobuf(stack, &copies(BIG_SPANS, None)?).await?;
+    stack
+        .wait_for_trace(BIG_TRACE, BIG_SPANS, Duration::from_secs(120))
+        .await?;
+    // Copy i starts i seconds after the first, so the last copy (its span
+    // ID 1,000,000 + i) is the waterfall's last row.
+    let big_last_span = format!("{:016x}", BIG_SPANS - 1 + 1_000_000);
 
     let from = start - start % MINUTE_NS;
     let to = from + 2 * MINUTE_NS;
@@ -203,6 +218,9 @@ async fn run(stack: &Stack) -> Result<()> {
             .env("SKEIN_UI_EDGES", edges)
             .env("SKEIN_UI_EXAMPLE_TRACE", EXAMPLE_TRACE)
             .env("SKEIN_UI_TREE_TRACE", TREE_TRACE)
+            .env("SKEIN_UI_BIG_TRACE", BIG_TRACE)
+            .env("SKEIN_UI_BIG_SPANS", BIG_SPANS.to_string())
+            .env("SKEIN_UI_BIG_LAST_SPAN", big_last_span)
             .env("SKEIN_UI_PARTITIONS", partitions.to_string())
             .env("SKEIN_UI_INGESTER_GROUP", ingester_group)
             .env("SKEIN_UI_SCREENSHOT_DIR", &screenshots)

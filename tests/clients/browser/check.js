@@ -2,6 +2,8 @@
 // or $CHROMIUM) and exits non-zero with a message on the first failed
 // check. Usage: node check.js http://127.0.0.1:16686
 // Environment (set by tests/ui.rs): SKEIN_UI_EXAMPLE_TRACE, SKEIN_UI_TREE_TRACE,
+// SKEIN_UI_BIG_TRACE, SKEIN_UI_BIG_SPANS and SKEIN_UI_BIG_LAST_SPAN (a trace
+// of thousands of spans, their number and its last row's span ID),
 // SKEIN_UI_EDGES (JSON [[parent, child], ...]), SKEIN_UI_PARTITIONS and
 // SKEIN_UI_INGESTER_GROUP (the spans topic's partitions, the ingester's
 // group), SKEIN_UI_SCREENSHOT_DIR.
@@ -13,6 +15,12 @@ const EVIL = '<img src=x onerror=alert(1)>';
 const base = process.argv[2];
 const exampleTrace = process.env.SKEIN_UI_EXAMPLE_TRACE;
 const treeTrace = process.env.SKEIN_UI_TREE_TRACE;
+const bigTrace = process.env.SKEIN_UI_BIG_TRACE;
+const bigSpans = Number(process.env.SKEIN_UI_BIG_SPANS || '0');
+const bigLastSpan = process.env.SKEIN_UI_BIG_LAST_SPAN;
+// A loose bound on the big trace's first render: the time is printed, the
+// bound only catches a page that hangs.
+const BIG_RENDER_MS = 20000;
 const edges = JSON.parse(process.env.SKEIN_UI_EDGES || '[]');
 const partitions = Number(process.env.SKEIN_UI_PARTITIONS || '0');
 const ingesterGroup = process.env.SKEIN_UI_INGESTER_GROUP;
@@ -127,11 +135,79 @@ async function trace(page) {
   check(detailText.split(EVIL).length - 1 >= 4, `the details do not show the name, key, value and event as text: ${detailText}`);
   check(await page.locator('#main img').count() === 0, 'an <img> element was created from span data');
   await shot(page, 'trace');
+  console.log('ok trace');
+}
+
+// A trace of thousands of spans: the header counts them all, the DOM holds
+// only the rows in view, the last span scrolls into view and opens.
+async function big(page) {
+  check(bigTrace && bigSpans > 1000 && bigLastSpan, 'SKEIN_UI_BIG_* unset');
+  const started = Date.now();
+  await page.goto(`${base}/trace/${bigTrace}`);
+  await page.locator('.span-row').first().waitFor({ timeout: BIG_RENDER_MS });
+  const rendered = Date.now() - started;
+  console.log(`big trace: ${bigSpans} spans rendered in ${rendered} ms`);
+  check(rendered < BIG_RENDER_MS, `the big trace took ${rendered} ms to render`);
+  const total = await page.locator('#total-spans').innerText();
+  check(total === String(bigSpans), `the header counts ${total} spans, want ${bigSpans}`);
+  const inDom = async () => page.locator('.span-row').count();
+  let rows = await inDom();
+  check(rows > 0 && rows < 300, `${rows} span rows in the DOM for ${bigSpans} spans`);
+
+  const waterfall = page.locator('#waterfall');
+  const scrolled = Date.now();
+  await waterfall.evaluate((w) => { w.scrollTop = w.scrollHeight; });
+  const last = page.locator(`.span-row[data-span-id="${bigLastSpan}"]`);
+  await last.waitFor();
+  rows = await inDom();
+  check(rows < 300, `${rows} span rows in the DOM after scrolling`);
+  // The last row lies inside the scrolled box, not below it.
+  const box = await waterfall.boundingBox();
+  const row = await last.boundingBox();
+  check(row && row.y >= box.y && row.y + row.height <= box.y + box.height + 1,
+    `the last row (${JSON.stringify(row)}) is outside the waterfall (${JSON.stringify(box)})`);
+  await last.click();
+  const details = page.locator('#span-details');
+  // (Its Tags table is empty, so wait for the overview.)
+  await details.locator('dl.overview').waitFor();
+  const shownId = (await details.locator('dd').nth(3).innerText()).padStart(16, '0');
+  check(shownId === bigLastSpan, `the details show span ${shownId}, want ${bigLastSpan}`);
+  check(await page.locator(`.span-row.selected[data-span-id="${bigLastSpan}"]`).count() === 1, 'the clicked row is not selected');
+  console.log(`big trace: scrolled to the last span and opened it in ${Date.now() - scrolled} ms`);
+  await shot(page, 'big-trace');
+  console.log('ok big trace');
+}
+
+// The empty, not-found and error states.
+async function states(page) {
+  const results = page.locator('#results');
+  // A tag no span has: no trace.
+  await page.goto(`${base}/search`);
+  await page.locator('#service option[value="ui-frontend"]').waitFor({ state: 'attached' });
+  await page.selectOption('#service', 'ui-frontend');
+  await page.fill('#tags', 'ui.test=no-such-value');
+  await page.click('#find');
+  await results.locator('.state.empty').waitFor();
+  const empty = await results.innerText();
+  check(empty.includes('No trace results'), `a search matching nothing shows ${JSON.stringify(empty)}`);
+  check(await page.locator('.trace-item').count() === 0, 'a search matching nothing lists traces');
+
+  // The API refuses a maximum duration below the minimum (400): its
+  // message is shown.
+  await page.fill('#tags', '');
+  await page.fill('#minDuration', '2s');
+  await page.fill('#maxDuration', '1s');
+  await page.click('#find');
+  await results.locator('.state.error').waitFor();
+  const failed = await results.innerText();
+  check(failed.includes('The search failed') && failed.includes("'maxDuration' should be greater than 'minDuration'"),
+    `a refused search shows ${JSON.stringify(failed)}`);
 
   await page.goto(`${base}/trace/ffffffffffffffffffffffffffffffff`);
   await page.locator('.state.error').waitFor();
-  check((await page.locator('.state.error').innerText()).includes('not found'), 'unknown trace: no "not found"');
-  console.log('ok trace');
+  const missing = await page.locator('.state.error').innerText();
+  check(missing.includes('not found'), `an unknown trace shows ${JSON.stringify(missing)}`);
+  console.log('ok states');
 }
 
 async function dependencies(page) {
@@ -192,13 +268,15 @@ async function pipeline(page) {
     page.on('dialog', (d) => { problems.push(`a dialog opened (${d.type()}: ${d.message()})`); d.dismiss().catch(() => {}); });
     page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
     page.on('console', (m) => {
-      // The not-found page's 404 is expected; anything else is a failure
-      // (a CSP violation reports here).
-      if (m.type() === 'error' && !m.text().includes('404')) problems.push(`console error: ${m.text()}`);
+      // The not-found page's 404 and the refused search's 400 are
+      // expected; anything else is a failure (a CSP violation reports here).
+      if (m.type() === 'error' && !/status of (400|404)\b/.test(m.text())) problems.push(`console error: ${m.text()}`);
     });
     await headers();
     await search(page);
     await trace(page);
+    await big(page);
+    await states(page);
     await dependencies(page);
     await pipeline(page);
   } catch (e) {
