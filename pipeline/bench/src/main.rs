@@ -9,20 +9,17 @@
 //! the deployment's; its numbers come from the real services, started
 //! in-process as the end-to-end tests start them.
 //!
-//! Subcommands: `query` (the query API over a loaded database). Load
-//! generation, collector and ingester benchmarks belong here too.
-
-mod load;
-mod machine;
-mod query;
-mod stats;
-mod synth;
+//! Subcommands: `query` (the query API over a loaded database) and
+//! `loadgen` (synthetic traces sent to a collector over OTLP at a fixed
+//! rate or as fast as it accepts them). Collector and ingester benchmarks
+//! belong here too.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use skein_bench::{loadgen, query};
 use skein_config::Topology;
 
 /// Benchmarks of skein against the real local stack.
@@ -48,6 +45,10 @@ enum Command {
     /// the query API: fetch by trace ID, search by service, by service and
     /// tag, by duration range (p50, p99).
     Query(query::Args),
+    /// Sends synthetic traces to a collector over OTLP/HTTP or OTLP/gRPC,
+    /// at a fixed rate or as fast as accepted, and reports what was
+    /// accepted and refused and the request latency.
+    Loadgen(loadgen::Args),
 }
 
 fn main() -> ExitCode {
@@ -70,6 +71,10 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<()> {
+    // Load generation talks to a collector only: no topology needed.
+    if let Command::Loadgen(args) = cli.command {
+        return loadgen::main(args).await;
+    }
     let topology = Topology::load(&cli.config)
         .map_err(|e| anyhow::anyhow!("{}: {e}", cli.config.display()))?;
     if let Err(problems) = topology.validate() {
@@ -78,5 +83,6 @@ async fn run(cli: Cli) -> Result<()> {
     }
     match cli.command {
         Command::Query(args) => query::run(topology, args).await,
+        Command::Loadgen(_) => unreachable!("handled above"),
     }
 }

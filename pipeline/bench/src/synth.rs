@@ -8,6 +8,11 @@
 //! `request.id`, `http.target`), about 1.5% of spans in error (with an
 //! `exception` event), resource attributes per service and host.
 //!
+//! [`Generator::shaped`] makes traces of a configurable [`Shape`] instead
+//! (`skein-bench loadgen`): how many services, how deep and wide the call
+//! tree, exactly how many spans per trace, how many attributes per span and
+//! how long their values, and the error rate.
+//!
 //! Guarantees: the same seed, index and start give the same trace, byte
 //! for byte, so runs are reproducible and a partly loaded database can be
 //! completed with later indexes; trace and span IDs are 128 and 64 random
@@ -192,21 +197,144 @@ struct Node {
     span_id: [u8; 8],
 }
 
+/// The shape of the traces [`Generator::shaped`] makes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shape {
+    /// Distinct services (`service.name`); the first of [`SERVICES`] by
+    /// name, then `service-20`, `service-21`, ...
+    pub services: usize,
+    /// Most levels in a trace's tree (1: the root alone).
+    pub depth: usize,
+    /// Most children of one span.
+    pub fan_out: usize,
+    /// Spans in every trace, exactly.
+    pub spans_per_trace: usize,
+    /// Attributes every span carries itself.
+    pub attributes: usize,
+    /// Length of every attribute's value, in bytes.
+    pub attribute_bytes: usize,
+    /// Chance that a span fails (status error and an `exception` event).
+    pub error_rate: f64,
+}
+
+impl Default for Shape {
+    fn default() -> Self {
+        Self {
+            services: 10,
+            depth: 4,
+            fan_out: 3,
+            spans_per_trace: 30,
+            attributes: 10,
+            attribute_bytes: 32,
+            error_rate: 0.01,
+        }
+    }
+}
+
+impl Shape {
+    /// Most spans a tree of this depth and fan-out holds.
+    pub fn capacity(&self) -> u64 {
+        let mut level = 1u64;
+        let mut total = 0u64;
+        for _ in 0..self.depth {
+            total = total.saturating_add(level);
+            level = level.saturating_mul(self.fan_out as u64);
+        }
+        total
+    }
+
+    /// Every problem with the shape, naming the parameter.
+    pub fn validate(&self) -> Result<(), Vec<String>> {
+        let mut problems = Vec::new();
+        if self.services == 0 {
+            problems.push("services must be at least 1".to_owned());
+        }
+        if self.depth == 0 {
+            problems.push("depth must be at least 1".to_owned());
+        }
+        if self.spans_per_trace == 0 {
+            problems.push("spans-per-trace must be at least 1".to_owned());
+        }
+        if !(0.0..=1.0).contains(&self.error_rate) {
+            problems.push(format!(
+                "error-rate {} is not between 0 and 1",
+                self.error_rate
+            ));
+        }
+        if self.depth > 0 && self.spans_per_trace as u64 > self.capacity() {
+            problems.push(format!(
+                "spans-per-trace {} does not fit a tree of depth {} and fan-out {} (at most {})",
+                self.spans_per_trace,
+                self.depth,
+                self.fan_out,
+                self.capacity()
+            ));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+}
+
+/// The name of service number `index`.
+pub fn service_name(index: usize) -> String {
+    SERVICES
+        .get(index)
+        .map_or_else(|| format!("service-{index}"), |s| (*s).to_owned())
+}
+
+/// Attribute keys of shaped spans, in order; after these, `app.attr_{i}`.
+const SHAPED_KEYS: [&str; 10] = [
+    "user.id",
+    "session.id",
+    "request.id",
+    "http.method",
+    "http.route",
+    "http.target",
+    "cloud.region",
+    "customer.tier",
+    "net.peer.name",
+    "db.statement",
+];
+
+/// Operations of a shaped span's service (`{}`: the service).
+const SHAPED_OPS: [&str; 5] = [
+    "GET /{}/{id}",
+    "POST /{}",
+    "GET /{}/search",
+    "PUT /{}/{id}",
+    "DELETE /{}/{id}",
+];
+
 /// Makes traces; cheap to clone and to share between threads.
 #[derive(Debug, Clone)]
 pub struct Generator {
     seed: u64,
+    shape: Option<Shape>,
 }
 
 impl Generator {
-    /// The traces of `seed`.
+    /// The traces of `seed`, with the fixed mix the module describes.
     pub fn new(seed: u64) -> Self {
-        Self { seed }
+        Self { seed, shape: None }
+    }
+
+    /// The traces of `seed`, of `shape` (which [`Shape::validate`] accepts).
+    pub fn shaped(seed: u64, shape: Shape) -> Self {
+        Self {
+            seed,
+            shape: Some(shape),
+        }
     }
 
     /// Trace number `index`, its root span starting at `start_unix_nano`.
     pub fn trace(&self, index: u64, start_unix_nano: u64) -> TracesData {
         let mut rng = Rng::new(mix(self.seed ^ mix(index)));
+        if let Some(shape) = &self.shape {
+            return shaped_trace(&mut rng, shape, start_unix_nano);
+        }
         let trace_id: [u8; 16] = rng.bytes();
         let nodes = tree(&mut rng, start_unix_nano);
         let context = TraceContext {
@@ -342,7 +470,8 @@ fn int(key: &str, value: i64) -> KeyValue {
 }
 
 fn resource_spans(rng: &mut Rng, service: usize) -> ResourceSpans {
-    let name = SERVICES[service];
+    let name = service_name(service);
+    let name = name.as_str();
     let language = LANGUAGES[service % LANGUAGES.len()];
     ResourceSpans {
         resource: Some(Resource {
@@ -473,6 +602,179 @@ fn span(
     }
 }
 
+/// A node of a shaped trace's tree.
+struct ShapedNode {
+    service: usize,
+    parent: Option<usize>,
+    level: usize,
+    children: usize,
+    leaf_query: bool,
+    start: u64,
+    duration: u64,
+    span_id: [u8; 8],
+}
+
+/// A trace of `shape`: a random tree of exactly `spans_per_trace` spans, no
+/// deeper than `depth` and no wider than `fan_out` under any span.
+fn shaped_trace(rng: &mut Rng, shape: &Shape, start_unix_nano: u64) -> TracesData {
+    let trace_id: [u8; 16] = rng.bytes();
+    let services = shape.services.max(1) as u64;
+    let mut nodes = vec![ShapedNode {
+        service: rng.below(services.min(ENTRY_SERVICES as u64)) as usize,
+        parent: None,
+        level: 1,
+        children: 0,
+        leaf_query: false,
+        start: start_unix_nano,
+        duration: ((60e6 * (1.1 * rng.normal()).exp()) as u64).clamp(1_000_000, MAX_TRACE_NANO),
+        span_id: rng.bytes(),
+    }];
+    // Spans that may still get a child.
+    let mut open: Vec<usize> = if shape.depth > 1 && shape.fan_out > 0 {
+        vec![0]
+    } else {
+        Vec::new()
+    };
+    while nodes.len() < shape.spans_per_trace && !open.is_empty() {
+        let slot = rng.below(open.len() as u64) as usize;
+        let parent = open[slot];
+        let (ps, pd, pservice, plevel) = (
+            nodes[parent].start,
+            nodes[parent].duration,
+            nodes[parent].service,
+            nodes[parent].level,
+        );
+        nodes[parent].children += 1;
+        if nodes[parent].children >= shape.fan_out {
+            open.swap_remove(slot);
+        }
+        let level = plevel + 1;
+        // A leaf is a database query of its parent's service half the time;
+        // any other span serves a call from another service.
+        let leaf_query = level == shape.depth && rng.chance(0.5);
+        let service = if leaf_query || services == 1 {
+            pservice
+        } else {
+            let s = rng.below(services - 1) as usize;
+            s + usize::from(s >= pservice)
+        };
+        let start = ps + (pd as f64 * 0.6 * rng.unit()) as u64;
+        let want = (pd as f64 * (0.05 + 0.35 * rng.unit())) as u64;
+        let duration = want.max(20_000).min(ps + pd - start).max(1);
+        nodes.push(ShapedNode {
+            service,
+            parent: Some(parent),
+            level,
+            children: 0,
+            leaf_query,
+            start,
+            duration,
+            span_id: rng.bytes(),
+        });
+        if level < shape.depth && shape.fan_out > 0 {
+            open.push(nodes.len() - 1);
+        }
+    }
+    let mut groups: Vec<(usize, ResourceSpans)> = Vec::new();
+    for node in &nodes {
+        let span = shaped_span(rng, shape, &trace_id, node, &nodes);
+        let group = match groups.iter().position(|(s, _)| *s == node.service) {
+            Some(i) => i,
+            None => {
+                groups.push((node.service, resource_spans(rng, node.service)));
+                groups.len() - 1
+            }
+        };
+        groups[group].1.scope_spans[0].spans.push(span);
+    }
+    TracesData {
+        resource_spans: groups.into_iter().map(|(_, rs)| rs).collect(),
+    }
+}
+
+/// `len` random lowercase hex characters.
+fn hex_text(rng: &mut Rng, len: usize) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(len);
+    let mut bits = 0u64;
+    for i in 0..len {
+        if i % 16 == 0 {
+            bits = rng.next_u64();
+        }
+        out.push(char::from(DIGITS[(bits & 0xf) as usize]));
+        bits >>= 4;
+    }
+    out
+}
+
+fn shaped_span(
+    rng: &mut Rng,
+    shape: &Shape,
+    trace_id: &[u8; 16],
+    node: &ShapedNode,
+    nodes: &[ShapedNode],
+) -> Span {
+    let service = service_name(node.service);
+    let (name, kind) = if node.leaf_query {
+        (
+            format!("SELECT {}", service.replace('-', "_")),
+            SpanKind::Client,
+        )
+    } else {
+        let op = SHAPED_OPS[rng.below(SHAPED_OPS.len() as u64) as usize];
+        (op.replacen("{}", &service, 1), SpanKind::Server)
+    };
+    let attributes = (0..shape.attributes)
+        .map(|i| {
+            let value = hex_text(rng, shape.attribute_bytes);
+            match SHAPED_KEYS.get(i) {
+                Some(key) => text(key, value),
+                None => text(&format!("app.attr_{i}"), value),
+            }
+        })
+        .collect();
+    let (status, events) = if rng.chance(shape.error_rate) {
+        let message = if node.leaf_query {
+            "connection reset by peer"
+        } else {
+            "internal server error"
+        };
+        (
+            Some(Status {
+                code: StatusCode::Error as i32,
+                message: message.into(),
+            }),
+            vec![Event {
+                time_unix_nano: node.start + node.duration / 2,
+                name: "exception".into(),
+                attributes: vec![
+                    text("exception.type", "RuntimeError"),
+                    text("exception.message", message),
+                ],
+                dropped_attributes_count: 0,
+            }],
+        )
+    } else {
+        (None, Vec::new())
+    };
+    Span {
+        trace_id: trace_id.to_vec(),
+        span_id: node.span_id.to_vec(),
+        parent_span_id: node
+            .parent
+            .map(|p| nodes[p].span_id.to_vec())
+            .unwrap_or_default(),
+        name,
+        kind: kind as i32,
+        start_time_unix_nano: node.start,
+        end_time_unix_nano: node.start + node.duration,
+        attributes,
+        events,
+        status,
+        ..Default::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -579,6 +881,93 @@ mod tests {
             assert!(f.attribute_keys.iter().any(|k| k == "user.id"));
             assert!(SERVICES.contains(&f.service_name.as_str()));
         }
+    }
+
+    fn depth_of(span: &Span, by_id: &HashMap<&[u8], &Span>) -> usize {
+        let mut depth = 1;
+        let mut parent = span.parent_span_id.as_slice();
+        while let Some(p) = by_id.get(parent) {
+            depth += 1;
+            parent = p.parent_span_id.as_slice();
+        }
+        depth
+    }
+
+    #[test]
+    fn shaped_traces_follow_their_shape() {
+        let shape = Shape {
+            services: 25,
+            depth: 3,
+            fan_out: 4,
+            spans_per_trace: 17,
+            attributes: 12,
+            attribute_bytes: 40,
+            error_rate: 0.1,
+        };
+        assert_eq!(shape.capacity(), 1 + 4 + 16);
+        let g = Generator::shaped(3, shape.clone());
+        assert_eq!(g.trace(5, START), g.trace(5, START));
+        let (mut total, mut errors, mut deepest) = (0usize, 0usize, 0usize);
+        let mut services = HashSet::new();
+        for index in 0..500 {
+            let data = g.trace(index, START);
+            let spans = spans(&data);
+            assert_eq!(spans.len(), shape.spans_per_trace);
+            let by_id: HashMap<&[u8], &Span> = spans
+                .iter()
+                .map(|(_, s)| (s.span_id.as_slice(), *s))
+                .collect();
+            assert_eq!(by_id.len(), spans.len(), "span IDs are distinct");
+            let mut children: HashMap<&[u8], usize> = HashMap::new();
+            for (service, s) in &spans {
+                services.insert(service.to_string());
+                total += 1;
+                errors += usize::from(s.status.is_some());
+                assert_eq!(s.attributes.len(), shape.attributes);
+                for a in &s.attributes {
+                    let Some(Value::StringValue(v)) = a.value.as_ref().unwrap().value.as_ref()
+                    else {
+                        panic!("{a:?}")
+                    };
+                    assert_eq!(v.len(), shape.attribute_bytes);
+                }
+                assert_eq!(s.attributes[11].key, "app.attr_11");
+                if !s.parent_span_id.is_empty() {
+                    *children.entry(s.parent_span_id.as_slice()).or_default() += 1;
+                    let parent = by_id[s.parent_span_id.as_slice()];
+                    assert!(s.start_time_unix_nano >= parent.start_time_unix_nano);
+                    assert!(s.end_time_unix_nano <= parent.end_time_unix_nano);
+                }
+                let depth = depth_of(s, &by_id);
+                assert!(depth <= shape.depth, "{depth}");
+                deepest = deepest.max(depth);
+            }
+            assert!(children.values().all(|&c| c <= shape.fan_out));
+        }
+        assert_eq!(deepest, shape.depth);
+        assert_eq!(services.len(), shape.services, "{services:?}");
+        assert!(services.contains("service-24"));
+        let rate = errors as f64 / total as f64;
+        assert!((0.08..=0.12).contains(&rate), "error rate {rate}");
+    }
+
+    #[test]
+    fn a_shape_that_cannot_hold_its_spans_is_refused() {
+        let mut shape = Shape::default();
+        assert_eq!(shape.validate(), Ok(()));
+        shape.depth = 2;
+        shape.error_rate = 2.0;
+        let problems = shape.validate().unwrap_err();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[1].contains("at most 4"), "{problems:?}");
+        let flat = Shape {
+            depth: 1,
+            spans_per_trace: 1,
+            attributes: 0,
+            ..Shape::default()
+        };
+        let data = Generator::shaped(1, flat).trace(0, START);
+        assert_eq!(spans(&data).len(), 1);
     }
 
     #[test]
