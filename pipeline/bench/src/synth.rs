@@ -566,21 +566,7 @@ fn span(
             Op::Query => "connection reset by peer",
             _ => "internal server error",
         };
-        (
-            Some(Status {
-                code: StatusCode::Error as i32,
-                message: message.into(),
-            }),
-            vec![Event {
-                time_unix_nano: node.start + node.duration / 2,
-                name: "exception".into(),
-                attributes: vec![
-                    text("exception.type", "RuntimeError"),
-                    text("exception.message", message),
-                ],
-                dropped_attributes_count: 0,
-            }],
-        )
+        failure(message, node.start, node.duration)
     } else {
         (None, Vec::new())
     };
@@ -739,21 +725,7 @@ fn shaped_span(
         } else {
             "internal server error"
         };
-        (
-            Some(Status {
-                code: StatusCode::Error as i32,
-                message: message.into(),
-            }),
-            vec![Event {
-                time_unix_nano: node.start + node.duration / 2,
-                name: "exception".into(),
-                attributes: vec![
-                    text("exception.type", "RuntimeError"),
-                    text("exception.message", message),
-                ],
-                dropped_attributes_count: 0,
-            }],
-        )
+        failure(message, node.start, node.duration)
     } else {
         (None, Vec::new())
     };
@@ -773,6 +745,26 @@ fn shaped_span(
         status,
         ..Default::default()
     }
+}
+
+/// The status and exception event of a span that failed with `message`,
+/// the event halfway through the span.
+fn failure(message: &str, start: u64, duration: u64) -> (Option<Status>, Vec<Event>) {
+    (
+        Some(Status {
+            code: StatusCode::Error as i32,
+            message: message.into(),
+        }),
+        vec![Event {
+            time_unix_nano: start + duration / 2,
+            name: "exception".into(),
+            attributes: vec![
+                text("exception.type", "RuntimeError"),
+                text("exception.message", message),
+            ],
+            dropped_attributes_count: 0,
+        }],
+    )
 }
 
 #[cfg(test)]
