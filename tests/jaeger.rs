@@ -10,8 +10,6 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, ensure, Context, Result};
@@ -26,45 +24,16 @@ const WAIT: Duration = Duration::from_secs(90);
 // ---------------------------------------------------------------------------
 // The Node client.
 
-fn node_dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/clients/node"))
-}
-
-/// Runs `npm ci` once per test process, and only when `node_modules` lacks
-/// the client (the lock file pins every package).
-fn install_node_client() -> Result<()> {
-    static INSTALLED: Mutex<bool> = Mutex::new(false);
-    let mut installed = INSTALLED.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = node_dir();
-    if *installed || dir.join("node_modules/jaeger-client/package.json").exists() {
-        *installed = true;
-        return Ok(());
-    }
-    let output = std::process::Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund"])
-        .current_dir(&dir)
-        .output()
-        .context("running npm ci (are node and npm installed?)")?;
-    ensure!(
-        output.status.success(),
-        "npm ci in {} failed: {}",
-        dir.display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    *installed = true;
-    Ok(())
-}
-
 /// Sends the driver's trace over `transport` (`udp` or `http`) to `addr`,
 /// and returns its trace ID.
 async fn node_send(transport: &str, addr: SocketAddr, service: &str) -> Result<String> {
     let (transport, service) = (transport.to_owned(), service.to_owned());
     tokio::task::spawn_blocking(move || {
-        install_node_client()?;
+        let dir = skein_tests::npm_ci("node", "jaeger-client")?;
         let output = std::process::Command::new("node")
             .arg("send.js")
             .args([transport.as_str(), &addr.to_string(), &service])
-            .current_dir(node_dir())
+            .current_dir(dir)
             .output()
             .context("running node (is it installed?)")?;
         let stderr = String::from_utf8_lossy(&output.stderr);

@@ -223,6 +223,35 @@ pub fn spans_with_process(trace: &serde_json::Value) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Runs `npm ci` in `tests/clients/<client>` unless its `node_modules`
+/// already holds `package` (the client's lock file pins it). Blocks; safe to
+/// call from several tests at once.
+pub fn npm_ci(client: &str, package: &str) -> Result<PathBuf> {
+    static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/clients")).join(client);
+    if dir
+        .join("node_modules")
+        .join(package)
+        .join("package.json")
+        .exists()
+    {
+        return Ok(dir);
+    }
+    let output = std::process::Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(&dir)
+        .output()
+        .context("running npm ci (are node and npm installed?)")?;
+    anyhow::ensure!(
+        output.status.success(),
+        "npm ci in {} failed: {}",
+        dir.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(dir)
+}
+
 /// The folder of the Jaeger storage conformance fixtures.
 pub fn conformance_dir() -> PathBuf {
     PathBuf::from(concat!(

@@ -21,7 +21,6 @@
 //! committed PNGs alone.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{ensure, Context, Result};
@@ -37,39 +36,6 @@ const MINUTE_NS: u64 = 60_000_000_000;
 /// The spans of the big trace `copies` builds, and its ID.
 const BIG_SPANS: usize = 10_008;
 const BIG_TRACE: &str = "eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee";
-
-fn browser_dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/clients/browser"))
-}
-
-/// Runs `npm ci` once, and only when `node_modules` lacks playwright-core
-/// (the lock file pins it).
-fn install_browser_client() -> Result<()> {
-    static INSTALLED: Mutex<bool> = Mutex::new(false);
-    let mut installed = INSTALLED.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = browser_dir();
-    if *installed
-        || dir
-            .join("node_modules/playwright-core/package.json")
-            .exists()
-    {
-        *installed = true;
-        return Ok(());
-    }
-    let output = std::process::Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund"])
-        .current_dir(&dir)
-        .output()
-        .context("running npm ci (are node and npm installed?)")?;
-    ensure!(
-        output.status.success(),
-        "npm ci in {} failed: {}",
-        dir.display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    *installed = true;
-    Ok(())
-}
 
 /// One OTLP span of the tree trace.
 #[allow(clippy::too_many_arguments)]
@@ -211,7 +177,7 @@ async fn run(stack: &Stack) -> Result<()> {
     let partitions = stack.topology.topics.spans.partitions;
     let ingester_group = stack.topology.groups.ingester.clone();
     let output = tokio::task::spawn_blocking(move || -> Result<std::process::Output> {
-        install_browser_client()?;
+        let dir = skein_tests::npm_ci("browser", "playwright-core")?;
         std::process::Command::new("node")
             .arg("check.js")
             .arg(&base)
@@ -224,7 +190,7 @@ async fn run(stack: &Stack) -> Result<()> {
             .env("SKEIN_UI_PARTITIONS", partitions.to_string())
             .env("SKEIN_UI_INGESTER_GROUP", ingester_group)
             .env("SKEIN_UI_SCREENSHOT_DIR", &screenshots)
-            .current_dir(browser_dir())
+            .current_dir(dir)
             .output()
             .context("running node (is it installed?)")
     })
