@@ -5,7 +5,7 @@
 //! Runs the `skein` binary that `make test` builds first
 //! (`cargo build -p skein`), against the local broker and ClickHouse.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -39,6 +39,41 @@ fn start_ingester(binary: &PathBuf, config: &PathBuf, log: &str, admin: &str) ->
         .stderr(log)
         .spawn()
         .context("starting skein ingester")
+}
+
+/// A folder of this test run for the processes' topology files and logs.
+fn work_dir(test: &str) -> Result<PathBuf> {
+    let dir = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../data/test-processes"
+    ))
+    .join(format!("{test}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// Writes `t` as `dir/name` for a process to read (JSON is YAML).
+fn write_topology(dir: &Path, name: &str, t: &skein_config::Topology) -> Result<PathBuf> {
+    let path = dir.join(name);
+    std::fs::write(&path, serde_json::to_string_pretty(t)?)?;
+    Ok(path)
+}
+
+/// A free port on 127.0.0.1, as `ip:port`.
+fn free_addr() -> Result<String> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .to_string())
+}
+
+/// Drops the test's database and folder.
+async fn clean_up(t: &skein_config::Topology, dir: &Path) {
+    let ch = &t.storage.clickhouse;
+    let _ = skein_store::client(ch)
+        .query_raw(&format!("DROP DATABASE IF EXISTS {}", ch.database))
+        .execute()
+        .await;
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// The unlabelled metric `name` of the process whose admin endpoint is
@@ -123,15 +158,9 @@ async fn a_killed_ingester_hands_its_partitions_to_the_survivor_and_nothing_is_l
         .insert("partition.assignment.strategy".into(), "range".into());
     skein_kafka::admin::apply_topics(&t).await?;
 
-    // JSON is YAML: the processes read the same topology.
-    let dir = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../data/test-processes"
-    ))
-    .join(std::process::id().to_string());
-    std::fs::create_dir_all(&dir)?;
-    let config = dir.join("topology.yaml");
-    std::fs::write(&config, serde_json::to_string_pretty(&t)?)?;
+    // The processes read the same topology.
+    let dir = work_dir("kill")?;
+    let config = write_topology(&dir, "topology.yaml", &t)?;
 
     let collector = skein_collector::Collector::bind(&t).await?;
     let url = format!("http://{}/v1/traces", collector.addresses().otlp_http);
@@ -142,12 +171,7 @@ async fn a_killed_ingester_hands_its_partitions_to_the_survivor_and_nothing_is_l
         tokio::spawn(collector.run(shutdown.clone())),
         tokio::spawn(query.run(shutdown.clone())),
     );
-    let free = || -> Result<String> {
-        Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .to_string())
-    };
-    let (a_admin, b_admin) = (free()?, free()?);
+    let (a_admin, b_admin) = (free_addr()?, free_addr()?);
     let mut a = start_ingester(&binary, &config, "a.log", &a_admin)?;
     let mut b = start_ingester(&binary, &config, "b.log", &b_admin)?;
 
@@ -235,12 +259,7 @@ async fn a_killed_ingester_hands_its_partitions_to_the_survivor_and_nothing_is_l
     shutdown.cancel();
     let _ = roles.0.await;
     let _ = roles.1.await;
-    let ch = &t.storage.clickhouse;
-    let _ = skein_store::client(ch)
-        .query_raw(&format!("DROP DATABASE IF EXISTS {}", ch.database))
-        .execute()
-        .await;
-    let _ = std::fs::remove_dir_all(&dir);
+    clean_up(&t, &dir).await;
     Ok(())
 }
 
@@ -252,22 +271,14 @@ async fn sigterm_writes_the_open_batches_and_commits_them() -> Result<()> {
     // Batches stay open far longer than the test: only shutdown writes them.
     t.ingester.batch.linger_ms = 60_000;
     skein_kafka::admin::apply_topics(&t).await?;
-    let dir = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../data/test-processes"
-    ))
-    .join(format!("sigterm-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let config = dir.join("topology.yaml");
-    std::fs::write(&config, serde_json::to_string_pretty(&t)?)?;
+    let dir = work_dir("sigterm")?;
+    let config = write_topology(&dir, "topology.yaml", &t)?;
 
     let collector = skein_collector::Collector::bind(&t).await?;
     let url = format!("http://{}/v1/traces", collector.addresses().otlp_http);
     let shutdown = CancellationToken::new();
     let role = tokio::spawn(collector.run(shutdown.clone()));
-    let admin = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .to_string();
+    let admin = free_addr()?;
     let mut ingester = start_ingester(&binary, &config, "ingester.log", &admin)?;
 
     let http = reqwest::Client::new();
@@ -324,11 +335,7 @@ async fn sigterm_writes_the_open_batches_and_commits_them() -> Result<()> {
 
     shutdown.cancel();
     let _ = role.await;
-    let _ = client
-        .query_raw(&format!("DROP DATABASE IF EXISTS {}", ch.database))
-        .execute()
-        .await;
-    let _ = std::fs::remove_dir_all(&dir);
+    clean_up(&t, &dir).await;
     Ok(())
 }
 
@@ -339,30 +346,19 @@ async fn a_revoked_partition_s_open_batch_is_dropped_uncommitted_and_its_new_own
     let mut t = topology("revoke");
     t.topics.spans.partitions = 6;
     skein_kafka::admin::apply_topics(&t).await?;
-    let dir = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../data/test-processes"
-    ))
-    .join(format!("revoke-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
+    let dir = work_dir("revoke")?;
     // The first ingester keeps its batches open far longer than the test;
     // the second writes at once.
-    let (slow, quick) = (dir.join("slow.yaml"), dir.join("quick.yaml"));
     let mut t_slow = t.clone();
     t_slow.ingester.batch.linger_ms = 60_000;
-    std::fs::write(&slow, serde_json::to_string_pretty(&t_slow)?)?;
-    std::fs::write(&quick, serde_json::to_string_pretty(&t)?)?;
+    let slow = write_topology(&dir, "slow.yaml", &t_slow)?;
+    let quick = write_topology(&dir, "quick.yaml", &t)?;
 
     let collector = skein_collector::Collector::bind(&t).await?;
     let url = format!("http://{}/v1/traces", collector.addresses().otlp_http);
     let shutdown = CancellationToken::new();
     let role = tokio::spawn(collector.run(shutdown.clone()));
-    let free = || -> Result<String> {
-        Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .to_string())
-    };
-    let (a_admin, b_admin) = (free()?, free()?);
+    let (a_admin, b_admin) = (free_addr()?, free_addr()?);
     let http = reqwest::Client::new();
     let mut a = start_ingester(&binary, &slow, "a.log", &a_admin)?;
     until(WAIT, || async {
@@ -437,10 +433,6 @@ async fn a_revoked_partition_s_open_batch_is_dropped_uncommitted_and_its_new_own
 
     shutdown.cancel();
     let _ = role.await;
-    let _ = client
-        .query_raw(&format!("DROP DATABASE IF EXISTS {}", ch.database))
-        .execute()
-        .await;
-    let _ = std::fs::remove_dir_all(&dir);
+    clean_up(&t, &dir).await;
     Ok(())
 }
