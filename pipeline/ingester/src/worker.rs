@@ -62,11 +62,10 @@ struct Batch {
     started: Option<Instant>,
 }
 
-/// One message of a batch and the rows it gave.
+/// One message of a batch and the rows it gave (the message is kept, not
+/// copied, for the dead-letter topic).
 struct Source {
-    offset: i64,
-    key: String,
-    value: Vec<u8>,
+    message: OwnedMessage,
     rows: std::ops::Range<usize>,
 }
 
@@ -111,7 +110,7 @@ impl Worker {
                 }
                 received = messages.recv() => match received {
                     Some(message) => {
-                        match self.take(&message, &mut batch).await {
+                        match self.take(message, &mut batch).await {
                             Ok(()) if self.is_full(&batch) => self.flush(&mut batch).await,
                             other => other.map_err(Stopped::from),
                         }
@@ -161,13 +160,14 @@ impl Worker {
     }
 
     /// Adds one message to the batch, or dead-letters it.
-    async fn take(&self, message: &OwnedMessage, batch: &mut Batch) -> Result<()> {
+    async fn take(&self, message: OwnedMessage, batch: &mut Batch) -> Result<()> {
         metrics::counter!(m::MESSAGES_CONSUMED).increment(1);
+        let offset = message.offset();
         match self
             .shared
             .decoder
             .rows(message.payload().unwrap_or_default(), |k| {
-                skein_kafka::header(message, k)
+                skein_kafka::header(&message, k)
             }) {
             Ok(rows) => {
                 let first = batch.rows.len();
@@ -176,21 +176,17 @@ impl Worker {
                     batch.rows.push(row);
                 }
                 batch.sources.push(Source {
-                    offset: message.offset(),
-                    key: String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
-                    value: message.payload().unwrap_or_default().to_vec(),
+                    message,
                     rows: first..batch.rows.len(),
                 });
             }
             Err(e) => {
-                let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
-                let value = message.payload().unwrap_or_default().to_vec();
-                self.dead_letter(key, value, message.offset(), "undecodable", &e.to_string())
+                self.dead_letter(&message, "undecodable", &e.to_string())
                     .await?
             }
         }
-        let first = batch.offsets.map_or(message.offset(), |(first, _)| first);
-        batch.offsets = Some((first, message.offset()));
+        let first = batch.offsets.map_or(offset, |(first, _)| first);
+        batch.offsets = Some((first, offset));
         batch.started.get_or_insert_with(Instant::now);
         Ok(())
     }
@@ -199,13 +195,11 @@ impl Worker {
     /// where it came from (`skein-source`), and counts it by `kind`.
     async fn dead_letter(
         &self,
-        key: String,
-        value: Vec<u8>,
-        offset: i64,
+        message: &OwnedMessage,
         kind: &'static str,
         reason: &str,
     ) -> Result<()> {
-        let partition = self.partition;
+        let (partition, offset) = (self.partition, message.offset());
         tracing::warn!(
             partition,
             offset,
@@ -214,8 +208,8 @@ impl Worker {
             "sending a message to the dead-letter topic"
         );
         let dead = Message {
-            key,
-            value,
+            key: String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
+            value: message.payload().unwrap_or_default().to_vec(),
             headers: vec![
                 ("skein-error", reason.as_bytes().to_vec()),
                 (
@@ -247,7 +241,8 @@ impl Worker {
         tracing::warn!(partition = self.partition, error = %refusal, "clickhouse refused a batch; writing it message by message");
         for source in &batch.sources {
             let rows = &batch.rows[source.rows.clone()];
-            let token = self.token(source.offset, source.offset);
+            let offset = source.message.offset();
+            let token = self.token(offset, offset);
             let write = || self.shared.writer.write_with_token(rows, &token);
             let result = write
                 .retry(crate::write_backoff().with_max_times(10))
@@ -258,9 +253,7 @@ impl Worker {
                     return Err(e.into());
                 }
                 self.dead_letter(
-                    source.key.clone(),
-                    source.value.clone(),
-                    source.offset,
+                    &source.message,
                     "refused",
                     &format!("clickhouse refused the rows of this message: {e}"),
                 )
