@@ -71,7 +71,7 @@ impl Stream {
                             continue;
                         };
                         metrics::counter!(m::MESSAGES_CONSUMED).increment(1);
-                        let spans = match self.decoder.rows(message.payload().unwrap_or_default(), |k| skein_kafka::header(&message, k)) {
+                        let spans = match self.decoder.outline_rows(message.payload().unwrap_or_default(), |k| skein_kafka::header(&message, k)) {
                             Ok(rows) => rows
                                 .iter()
                                 .map(|row| (row.trace_id.clone(), CallSpan::from(row)))

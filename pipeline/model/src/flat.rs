@@ -95,6 +95,17 @@ pub fn value_text(value: Option<&AnyValue>) -> String {
 
 /// Flattens every span of `data`.
 pub fn flatten(data: &TracesData) -> Vec<FlatSpan> {
+    flatten_with(data, true)
+}
+
+/// Flattens every span of `data` to its IDs, times, names, kind and status
+/// only: no attributes and no encoded span, for readers that need just the
+/// shape of a trace (the dependency aggregator).
+pub fn outline(data: &TracesData) -> Vec<FlatSpan> {
+    flatten_with(data, false)
+}
+
+fn flatten_with(data: &TracesData, full: bool) -> Vec<FlatSpan> {
     let mut out = Vec::new();
     for rs in &data.resource_spans {
         let resource_attrs = rs
@@ -112,26 +123,30 @@ pub fn flatten(data: &TracesData) -> Vec<FlatSpan> {
             for span in &ss.spans {
                 let mut keys = Vec::new();
                 let mut values = Vec::new();
-                let all = span
-                    .attributes
-                    .iter()
-                    .chain(resource_attrs)
-                    .chain(scope_attrs)
-                    .chain(span.events.iter().flat_map(|e| &e.attributes))
-                    .chain(span.links.iter().flat_map(|l| &l.attributes));
-                for kv in all {
-                    keys.push(kv.key.clone());
-                    values.push(value_text(kv.value.as_ref()));
+                let mut encoded = Vec::new();
+                if full {
+                    let all = span
+                        .attributes
+                        .iter()
+                        .chain(resource_attrs)
+                        .chain(scope_attrs)
+                        .chain(span.events.iter().flat_map(|e| &e.attributes))
+                        .chain(span.links.iter().flat_map(|l| &l.attributes));
+                    for kv in all {
+                        keys.push(kv.key.clone());
+                        values.push(value_text(kv.value.as_ref()));
+                    }
+                    encoded = ResourceSpans {
+                        resource: rs.resource.clone(),
+                        schema_url: rs.schema_url.clone(),
+                        scope_spans: vec![ScopeSpans {
+                            scope: ss.scope.clone(),
+                            schema_url: ss.schema_url.clone(),
+                            spans: vec![span.clone()],
+                        }],
+                    }
+                    .encode_to_vec();
                 }
-                let one = ResourceSpans {
-                    resource: rs.resource.clone(),
-                    schema_url: rs.schema_url.clone(),
-                    scope_spans: vec![ScopeSpans {
-                        scope: ss.scope.clone(),
-                        schema_url: ss.schema_url.clone(),
-                        spans: vec![span.clone()],
-                    }],
-                };
                 out.push(FlatSpan {
                     trace_id: hex::encode(&span.trace_id),
                     span_id: hex::encode(&span.span_id),
@@ -146,7 +161,7 @@ pub fn flatten(data: &TracesData) -> Vec<FlatSpan> {
                     status_code: span.status.as_ref().map(|s| s.code).unwrap_or(0),
                     attribute_keys: keys,
                     attribute_values: values,
-                    encoded: one.encode_to_vec(),
+                    encoded,
                 });
             }
         }

@@ -9,6 +9,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use opentelemetry_proto::tonic::trace::v1::TracesData;
 use skein_model::{flat, wire};
 
 use crate::SpanRow;
@@ -53,6 +54,26 @@ impl Decoder {
         payload: &[u8],
         header: impl Fn(&str) -> Option<&'a [u8]>,
     ) -> Result<Vec<SpanRow>, skein_model::Error> {
+        self.decode(payload, header, flat::flatten)
+    }
+
+    /// [`rows`](Self::rows) without attributes or the encoded span: what a
+    /// reader of the trace's shape needs (IDs, times, service, kind, error,
+    /// peer service), at a fraction of the cost.
+    pub fn outline_rows<'a>(
+        &self,
+        payload: &[u8],
+        header: impl Fn(&str) -> Option<&'a [u8]>,
+    ) -> Result<Vec<SpanRow>, skein_model::Error> {
+        self.decode(payload, header, flat::outline)
+    }
+
+    fn decode<'a>(
+        &self,
+        payload: &[u8],
+        header: impl Fn(&str) -> Option<&'a [u8]>,
+        flatten: fn(&TracesData) -> Vec<flat::FlatSpan>,
+    ) -> Result<Vec<SpanRow>, skein_model::Error> {
         let mut data = wire::decode_value(payload, header(wire::ENCODING_HEADER))?;
         let now = now_unix_nano();
         let received = header(wire::RECEIVED_HEADER)
@@ -60,7 +81,7 @@ impl Decoder {
             .unwrap_or(now);
         let tenant = self.tenant(&header);
         let facts = self.enricher.enrich(&mut data);
-        Ok(flat::flatten(&data)
+        Ok(flatten(&data)
             .into_iter()
             .zip(facts)
             .map(|(span, facts)| {
