@@ -27,8 +27,9 @@ test: up ## run unit and end-to-end tests (needs the stack, started by up)
 	cargo build --locked -p skein   # tests/ingester_processes.rs runs the binary
 	cargo test --workspace --locked
 
-bench: up ## query benchmark: load 1M synthetic spans into ClickHouse, print p50/p99 (BENCH_ARGS=--keep to reuse)
-	cargo run --release --locked -p skein-bench -- query $(BENCH_ARGS)
+bench: up ## pipeline and query benchmarks on the local stack: prints tables, writes bench/results/bench.json (BENCH_ARGS=...)
+	cargo build --release --locked -p skein -p skein-bench
+	target/release/skein-bench all $(BENCH_ARGS)
 
 lint: ## cargo fmt --check and clippy with warnings denied
 	cargo fmt --all --check

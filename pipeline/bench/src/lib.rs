@@ -3,9 +3,22 @@
 //!
 //! In: a subcommand's options. Out: its report. See each module.
 
+pub mod ceiling;
 pub mod load;
 pub mod loadgen;
 pub mod machine;
+pub mod pipeline;
+pub mod process;
 pub mod query;
 pub mod stats;
 pub mod synth;
+
+/// Writes `value` as pretty JSON to `path`, creating its directory.
+pub fn write_json<T: serde::Serialize>(path: &std::path::Path, value: &T) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(path, serde_json::to_string_pretty(value)? + "\n")
+        .with_context(|| format!("writing {}", path.display()))
+}

@@ -59,7 +59,8 @@ pub enum Protocol {
 }
 
 impl Protocol {
-    fn name(self) -> &'static str {
+    /// Its name in reports: `http` or `grpc`.
+    pub fn name(self) -> &'static str {
         match self {
             Protocol::Http => "http",
             Protocol::Grpc => "grpc",

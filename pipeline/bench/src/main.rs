@@ -9,18 +9,25 @@
 //! the deployment's; its numbers come from the real services, started
 //! in-process as the end-to-end tests start them.
 //!
-//! Subcommands: `query` (the query API over a loaded database) and
-//! `loadgen` (synthetic traces sent to a collector over OTLP at a fixed
-//! rate or as fast as it accepts them). Collector and ingester benchmarks
-//! belong here too.
+//! Subcommands: `all` (what `make bench` runs: `pipeline`, then `query`,
+//! one table and one JSON file), `pipeline` (collector, ingester and end to
+//! end, as processes, against the broker's and ClickHouse's ceilings),
+//! `query` (the query API over a loaded database) and `loadgen` (synthetic
+//! traces sent to a collector over OTLP at a fixed rate or as fast as it
+//! accepts them).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use skein_bench::{loadgen, query};
+use skein_bench::{loadgen, pipeline, query};
 use skein_config::Topology;
+
+// The load generator shares the machine with what it measures: the same
+// allocator as `skein` keeps its share small.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Benchmarks of skein against the real local stack.
 #[derive(Parser)]
@@ -41,6 +48,22 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The pipeline benchmark, then the query benchmark: both tables, and
+    /// one JSON file of both (`make bench`).
+    All {
+        #[command(flatten)]
+        pipeline: pipeline::Args,
+        /// Spans the query benchmark loads.
+        #[arg(long, default_value_t = 1_000_000)]
+        query_spans: u64,
+        /// Where to write both results as JSON.
+        #[arg(long, default_value = "bench/results/bench.json")]
+        all_out: PathBuf,
+    },
+    /// Collector, ingester and end-to-end latency, measured on `skein`
+    /// processes (CPU and memory from /proc) against the ceilings of the
+    /// broker (plain rdkafka) and ClickHouse (raw INSERTs) on this machine.
+    Pipeline(pipeline::Args),
     /// Loads synthetic traces into a database of their own and measures
     /// the query API: fetch by trace ID, search by service, by service and
     /// tag, by duration range (p50, p99).
@@ -61,7 +84,17 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-    match runtime.block_on(run(cli)) {
+    // Ctrl-C or SIGTERM drops the benchmark's future, and with it the
+    // processes it started (brokers and skein roles stop when dropped).
+    let outcome = runtime.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            outcome = run(cli) => outcome,
+            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+            _ = term.recv() => Err(anyhow::anyhow!("terminated")),
+        }
+    });
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -82,7 +115,29 @@ async fn run(cli: Cli) -> Result<()> {
         anyhow::bail!("{}: {}", cli.config.display(), list.join("; "));
     }
     match cli.command {
-        Command::Query(args) => query::run(topology, args).await,
+        Command::Query(args) => query::run(topology, args).await.map(drop),
+        Command::Pipeline(args) => pipeline::run(topology, args).await.map(drop),
+        Command::All {
+            pipeline: args,
+            query_spans,
+            all_out,
+        } => {
+            let piped = pipeline::run(topology.clone(), args).await?;
+            let queried = query::run(
+                topology,
+                query::Args {
+                    spans: query_spans,
+                    ..query::Args::defaults()
+                },
+            )
+            .await?;
+            skein_bench::write_json(
+                &all_out,
+                &serde_json::json!({ "pipeline": piped, "query": queried }),
+            )?;
+            println!("\nall results written to {}", all_out.display());
+            Ok(())
+        }
         Command::Loadgen(_) => unreachable!("handled above"),
     }
 }

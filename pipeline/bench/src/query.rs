@@ -76,6 +76,18 @@ pub struct Args {
     pub search_via: Via,
 }
 
+impl Args {
+    /// The options' defaults, as `skein-bench query` with no flags has them.
+    pub fn defaults() -> Self {
+        #[derive(clap::Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            args: Args,
+        }
+        <Wrapper as clap::Parser>::parse_from(["query"]).args
+    }
+}
+
 /// The tag searched for: high cardinality (100,000 users), so a search
 /// finds a handful of traces among all of a service's.
 const TAG_KEY: &str = "user.id";
@@ -120,7 +132,7 @@ struct Found {
 
 /// The whole result, as written to `--out`.
 #[derive(Debug, Serialize)]
-struct Results {
+pub struct Results {
     benchmark: &'static str,
     unix_time: u64,
     machine: Machine,
@@ -351,8 +363,17 @@ where
         .with_context(|| format!("clickhouse: {sql}"))
 }
 
-/// Runs the query benchmark.
-pub async fn run(mut topology: Topology, args: Args) -> Result<()> {
+/// `skein-bench query`: measures, prints the table, writes the JSON.
+pub async fn run(topology: Topology, args: Args) -> Result<Results> {
+    let results = benchmark(topology, &args).await?;
+    print!("{}", table(&results));
+    crate::write_json(&args.out, &results)?;
+    println!("results written to {}", args.out.display());
+    Ok(results)
+}
+
+/// Runs the query benchmark and returns what it measured.
+pub async fn benchmark(mut topology: Topology, args: &Args) -> Result<Results> {
     ensure!(
         valid_database_name(&args.database),
         "--database {:?}: letters, digits and _ only",
@@ -415,7 +436,7 @@ pub async fn run(mut topology: Topology, args: Args) -> Result<()> {
         base,
         reader: SpanReader::new(client.clone(), &db),
     };
-    let measured = measure_all(&client, &db, &target, &extent, &args).await;
+    let measured = measure_all(&client, &db, &target, &extent, args).await;
     shutdown.cancel();
     let _ = server.await;
     let measured = measured?;
@@ -461,14 +482,7 @@ pub async fn run(mut topology: Topology, args: Args) -> Result<()> {
         queries: measured,
         peak_rss_bytes: machine::peak_rss_bytes(),
     };
-    print!("{}", table(&results));
-    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    std::fs::write(&args.out, serde_json::to_string_pretty(&results)? + "\n")
-        .with_context(|| format!("writing {}", args.out.display()))?;
-    println!("results written to {}", args.out.display());
-    Ok(())
+    Ok(results)
 }
 
 /// Samples the requests' arguments from the data and measures the four kinds.
@@ -630,7 +644,7 @@ fn grouped(n: u64) -> String {
 }
 
 /// The human-readable report.
-fn table(r: &Results) -> String {
+pub fn table(r: &Results) -> String {
     use std::fmt::Write as _;
     let mut t = String::new();
     let _ = writeln!(

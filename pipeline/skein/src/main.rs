@@ -19,6 +19,12 @@ use clap::{Parser, Subcommand};
 use skein_config::Topology;
 use tokio_util::sync::CancellationToken;
 
+// mimalloc instead of glibc's malloc: a profile of the collector and the
+// ingester under load spent about 30% of their CPU in malloc and free
+// (many small, short-lived allocations decoding and dropping spans).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A distributed tracing backend built as a Kafka pipeline.
 #[derive(Parser)]
 #[command(name = "skein", version)]

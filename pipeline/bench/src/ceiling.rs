@@ -1,0 +1,278 @@
+//! Ceilings: what the broker and ClickHouse take and give with no skein
+//! code in the way, measured on the same machine in the same run as skein.
+//!
+//! In: messages (key and value bytes) and a broker, or a topic to read
+//! back; or RowBinary batches and a ClickHouse table. Out: a [`Ceiling`]: items per second over the
+//! time from the first send to the last acknowledgement.
+//!
+//! Guarantees: the producer has the settings skein's collector publishes
+//! with (`acks=all`, idempotence, lz4, `linger.ms=5`, the murmur2 random
+//! partitioner), and as many messages in flight as librdkafka's queue
+//! holds, so it is the best the broker does for these messages; the
+//! inserts are plain HTTP `INSERT ... FORMAT RowBinary` of bytes encoded
+//! beforehand, as many at once as the ingester writes. Every message and
+//! every insert must be acknowledged, or the ceiling is an error.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use futures::stream::{self, StreamExt};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+use rdkafka::ClientConfig;
+
+/// Messages in flight at most while producing (librdkafka's default
+/// `queue.buffering.max.messages` is 100,000).
+const PRODUCER_IN_FLIGHT: usize = 50_000;
+
+/// One measured ceiling.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Ceiling {
+    /// Items (messages or rows) acknowledged.
+    pub items: u64,
+    /// Bytes sent (values only, before compression).
+    pub bytes: u64,
+    /// From the first send to the last acknowledgement.
+    pub seconds: f64,
+}
+
+impl Ceiling {
+    /// Items per second.
+    pub fn per_second(&self) -> f64 {
+        if self.seconds > 0.0 {
+            self.items as f64 / self.seconds
+        } else {
+            0.0
+        }
+    }
+}
+
+/// A Kafka message, pre-encoded.
+pub struct RawMessage {
+    /// The key.
+    pub key: Vec<u8>,
+    /// The value.
+    pub value: Vec<u8>,
+}
+
+/// Produces `messages` to `topic` on `brokers` as fast as the broker
+/// acknowledges them; `properties` are extra librdkafka settings (the
+/// deployment's, e.g. security).
+pub async fn produce(
+    brokers: &str,
+    properties: &std::collections::BTreeMap<String, String>,
+    topic: &str,
+    messages: &[RawMessage],
+) -> Result<Ceiling> {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("client.id", "skein-bench-ceiling")
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "5")
+        .set("compression.type", "lz4")
+        .set("message.timeout.ms", "60000");
+    for (k, v) in properties {
+        config.set(k, v);
+    }
+    let producer: FutureProducer = config.create().context("creating the raw producer")?;
+    let started = Instant::now();
+    let mut failures = 0u64;
+    let mut first_error = None;
+    let mut acks = stream::iter(messages)
+        .map(|m| {
+            let producer = &producer;
+            async move {
+                producer
+                    .send(
+                        FutureRecord::to(topic).key(&m.key).payload(&m.value),
+                        Timeout::Never,
+                    )
+                    .await
+            }
+        })
+        .buffer_unordered(PRODUCER_IN_FLIGHT);
+    while let Some(ack) = acks.next().await {
+        if let Err((e, _)) = ack {
+            failures += 1;
+            first_error.get_or_insert(e);
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    if let Some(e) = first_error {
+        bail!("{failures} raw messages were not acknowledged; the first: {e}");
+    }
+    Ok(Ceiling {
+        items: messages.len() as u64,
+        bytes: messages.iter().map(|m| m.value.len() as u64).sum(),
+        seconds,
+    })
+}
+
+/// Reads `topic` on `brokers` from the start of every partition to the
+/// high watermarks `produce` left, as fast as the broker serves it, with
+/// a plain consumer assigned every partition (no group, no commits).
+pub async fn consume(
+    brokers: &str,
+    properties: &std::collections::BTreeMap<String, String>,
+    topic: &str,
+    partitions: i32,
+) -> Result<Ceiling> {
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::{Message, Offset, TopicPartitionList};
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("client.id", "skein-bench-ceiling")
+        .set("group.id", "skein-bench-ceiling")
+        .set("enable.auto.commit", "false");
+    for (k, v) in properties {
+        config.set(k, v);
+    }
+    let consumer: StreamConsumer = config.create().context("creating the raw consumer")?;
+    let mut ends = Vec::new();
+    for p in 0..partitions {
+        let (_, high) = consumer
+            .fetch_watermarks(topic, p, Duration::from_secs(10))
+            .with_context(|| format!("high watermark of {topic}/{p}"))?;
+        ends.push(high);
+    }
+    let mut assignment = TopicPartitionList::new();
+    for p in 0..partitions {
+        assignment.add_partition_offset(topic, p, Offset::Beginning)?;
+    }
+    consumer.assign(&assignment)?;
+    let total: i64 = ends.iter().sum();
+    let started = Instant::now();
+    let (mut items, mut bytes) = (0u64, 0u64);
+    let mut done: Vec<bool> = ends.iter().map(|&e| e == 0).collect();
+    while !done.iter().all(|&d| d) {
+        let message = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
+            .await
+            .with_context(|| format!("nothing from {topic} for 60 s, {items} of {total} read"))?
+            .context("consuming")?;
+        items += 1;
+        bytes += message.payload().map_or(0, |p| p.len() as u64);
+        let p = usize::try_from(message.partition()).unwrap_or(0);
+        if message.offset() + 1 >= ends[p] {
+            done[p] = true;
+        }
+    }
+    Ok(Ceiling {
+        items,
+        bytes,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Where raw inserts go.
+pub struct Table<'a> {
+    /// ClickHouse's HTTP URL.
+    pub url: &'a str,
+    /// User and password.
+    pub user: &'a str,
+    /// The password.
+    pub password: &'a str,
+    /// `database.table`.
+    pub table: &'a str,
+}
+
+/// Fetches `SELECT * FROM {from}` as RowBinary batches of `rows` rows each
+/// (the last may be smaller), the bytes a client would send to insert them.
+pub async fn encoded_batches(
+    http: &reqwest::Client,
+    table: &Table<'_>,
+    from: &str,
+    total: u64,
+    rows: u64,
+) -> Result<Vec<(u64, bytes::Bytes)>> {
+    let mut out = Vec::new();
+    let mut offset = 0;
+    while offset < total {
+        let n = rows.min(total - offset);
+        let sql = format!("SELECT * FROM {from} LIMIT {offset}, {n} FORMAT RowBinary");
+        let body = clickhouse_post(http, table, None, sql.into()).await?;
+        out.push((n, body));
+        offset += n;
+    }
+    Ok(out)
+}
+
+/// Inserts `batches` (rows, RowBinary bytes) into `table`, `concurrency`
+/// at once.
+pub async fn insert(
+    http: &reqwest::Client,
+    table: &Table<'_>,
+    batches: &[(u64, bytes::Bytes)],
+    concurrency: usize,
+) -> Result<Ceiling> {
+    let sql = format!("INSERT INTO {} FORMAT RowBinary", table.table);
+    let started = Instant::now();
+    let results: Vec<Result<bytes::Bytes>> = stream::iter(batches)
+        .map(|(_, body)| clickhouse_post(http, table, Some(&sql), body.clone()))
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    let seconds = started.elapsed().as_secs_f64();
+    for r in results {
+        r.context("a raw insert failed")?;
+    }
+    Ok(Ceiling {
+        items: batches.iter().map(|(n, _)| n).sum(),
+        bytes: batches.iter().map(|(_, b)| b.len() as u64).sum(),
+        seconds,
+    })
+}
+
+/// Posts `body` to ClickHouse: the data of the `query`, or the query
+/// itself when there is none.
+async fn clickhouse_post(
+    http: &reqwest::Client,
+    table: &Table<'_>,
+    query: Option<&str>,
+    body: bytes::Bytes,
+) -> Result<bytes::Bytes> {
+    let sql = query.map_or_else(
+        || String::from_utf8_lossy(&body).into_owned(),
+        str::to_owned,
+    );
+    let mut request = http.post(table.url);
+    if let Some(query) = query {
+        request = request.query(&[("query", query)]);
+    }
+    let response = request
+        .header("X-ClickHouse-User", table.user)
+        .header("X-ClickHouse-Key", table.password)
+        .timeout(Duration::from_secs(300))
+        .body(body)
+        .send()
+        .await
+        .with_context(|| format!("ClickHouse at {}", table.url))?;
+    let status = response.status();
+    let bytes = response.bytes().await?;
+    if !status.is_success() {
+        bail!(
+            "ClickHouse answered {status} to {sql}: {}",
+            String::from_utf8_lossy(&bytes).trim()
+        );
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_is_items_over_seconds() {
+        let c = Ceiling {
+            items: 500,
+            bytes: 0,
+            seconds: 2.0,
+        };
+        assert_eq!(c.per_second(), 250.0);
+        assert_eq!(Ceiling { seconds: 0.0, ..c }.per_second(), 0.0);
+    }
+}

@@ -1,0 +1,1212 @@
+//! The pipeline benchmark: `skein-bench pipeline`.
+//!
+//! In: the deployment's topology (for the broker and ClickHouse), the
+//! `skein` binary, and the load's options. Out: a [`Results`], printed as a
+//! table and written as JSON. The run, in order, each stage on topics and
+//! databases of its own (`skein-bench-<run>-*`, `skein_bench_pipeline`,
+//! `skein_bench_raw`):
+//!
+//! 1. **Collector**: `skein collector` alone, as a process; `loadgen` sends
+//!    OTLP as fast as it is accepted for `--duration`. Spans/s accepted,
+//!    request latency, and the collector's CPU seconds per million spans
+//!    and peak RSS, from `/proc/<pid>`.
+//! 2. **Broker ceilings**: the same traces, encoded as the collector
+//!    publishes them (one message per trace, keyed by trace ID), produced
+//!    by plain rdkafka to a topic of the same partitions, then read back
+//!    by a plain rdkafka consumer.
+//! 3. **Ingester**: `skein ingester` started on the topic the collector
+//!    filled; spans/s written to ClickHouse from its first write to its
+//!    last, its CPU seconds per million spans, peak RSS, rows per batch.
+//! 4. **ClickHouse ceiling**: the rows the ingester wrote, read back as
+//!    RowBinary in batches of the ingester's mean size, inserted into a
+//!    second database of the same schema, as many at once as the
+//!    ingester's write pool.
+//! 5. **End to end**: `skein query` joins; `loadgen` sends at a fixed rate
+//!    while a probe trace is sent every `--probe-every`: the time from the
+//!    collector's acknowledgement to the query API returning the probe,
+//!    p50 and p99, and every role's CPU per million spans at that rate.
+//!
+//! Guarantees: figures come from real processes on the real broker and
+//! ClickHouse; a stage that cannot finish (spans not all written, a probe
+//! never found) is reported as such, never as a number. Nothing here is a
+//! test: the numbers are for people and for the JSON file.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, ensure, Context, Result};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use prost::Message;
+use serde::Serialize;
+use skein_config::Topology;
+
+use crate::ceiling::{self, Ceiling, RawMessage};
+use crate::loadgen::{self, Protocol};
+use crate::machine::{self, Machine};
+use crate::process::{self, CpuMeter, Role};
+use crate::stats::{ms, Summary};
+use crate::synth::{Generator, Shape};
+
+/// The database the pipeline writes to.
+pub const DATABASE: &str = "skein_bench_pipeline";
+/// The database of the ClickHouse ceiling.
+pub const RAW_DATABASE: &str = "skein_bench_raw";
+
+/// How long the ingester may take to write what the collector accepted.
+const DRAIN_WAIT: Duration = Duration::from_secs(600);
+/// How long a probe is looked for before it counts as lost.
+const PROBE_WAIT: Duration = Duration::from_secs(60);
+/// How often the query API is asked for a probe.
+const PROBE_POLL: Duration = Duration::from_millis(10);
+
+/// The figures the issue set (see the README's performance section).
+pub mod targets {
+    /// Collector spans/s per core of collector CPU (OTLP/gRPC, 10 attributes).
+    pub const COLLECTOR_SPANS_PER_CORE: f64 = 300_000.0;
+    /// Ingester spans/s per core of ingester CPU.
+    pub const INGESTER_SPANS_PER_CORE: f64 = 500_000.0;
+    /// End-to-end p99 at 20,000 spans/s, milliseconds.
+    pub const END_TO_END_P99_MS: f64 = 2_000.0;
+    /// The steady rate of the end-to-end target, spans/s.
+    pub const END_TO_END_RATE: f64 = 20_000.0;
+}
+
+/// `skein-bench pipeline` options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// The `skein` binary (default: the one next to skein-bench).
+    #[arg(long)]
+    pub skein: Option<PathBuf>,
+    /// The OTLP transport of the load.
+    #[arg(long, value_enum, default_value_t = Protocol::Grpc)]
+    pub protocol: Protocol,
+    /// How long the collector is loaded as fast as it accepts (what it
+    /// accepts is what the ingester then drains: tansu reads back a large
+    /// topic slowly).
+    #[arg(long, default_value = "10s", value_parser = loadgen::parse_duration)]
+    pub duration: Duration,
+    /// Requests in flight while loading as fast as accepted.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Spans per request.
+    #[arg(long, default_value_t = 500)]
+    pub spans_per_request: usize,
+    /// Attributes per span.
+    #[arg(long, default_value_t = 10)]
+    pub attributes: usize,
+    /// Bytes in every attribute value.
+    #[arg(long, default_value_t = Shape::default().attribute_bytes)]
+    pub attribute_bytes: usize,
+    /// Spans in every trace (one Kafka message per trace).
+    #[arg(long, default_value_t = Shape::default().spans_per_trace)]
+    pub spans_per_trace: usize,
+    /// The steady rates of the end-to-end stage, spans/s, one run each;
+    /// a rate over what the collector accepted at full speed runs at 80%
+    /// of that. The second default shows the latency skein adds when the
+    /// broker is not the bottleneck.
+    #[arg(long, value_delimiter = ',', default_values_t = [targets::END_TO_END_RATE, 5_000.0])]
+    pub e2e_rates: Vec<f64>,
+    /// How long the end-to-end stage runs at each rate.
+    #[arg(long, default_value = "20s", value_parser = loadgen::parse_duration)]
+    pub e2e_duration: Duration,
+    /// How often a probe trace is sent in the end-to-end stage.
+    #[arg(long, default_value = "200ms", value_parser = loadgen::parse_duration)]
+    pub probe_every: Duration,
+    /// Use the topology's broker instead of starting a fresh one (a broker
+    /// with sqlite storage slows down as it fills, so its figures depend
+    /// on its history).
+    #[arg(long)]
+    pub topology_broker: bool,
+    /// Keep the databases afterwards (for a look at what was written).
+    #[arg(long)]
+    pub keep: bool,
+    /// Where to write the results as JSON (its directory is created).
+    #[arg(long, default_value = "bench/results/pipeline.json")]
+    pub out: PathBuf,
+}
+
+/// What a role cost over a stage.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Cost {
+    /// CPU seconds (user + system, every thread) over the stage.
+    pub cpu_seconds: f64,
+    /// Wall-clock seconds of the stage.
+    pub wall_seconds: f64,
+    /// Spans the stage handled.
+    pub spans: u64,
+}
+
+impl Cost {
+    fn of(meter: &CpuMeter<'_>, spans: u64) -> Result<Self> {
+        let (cpu, wall) = meter.read()?;
+        Ok(Self {
+            cpu_seconds: cpu,
+            wall_seconds: wall.as_secs_f64(),
+            spans,
+        })
+    }
+
+    /// CPU seconds per million spans.
+    pub fn cpu_seconds_per_million(&self) -> f64 {
+        if self.spans == 0 {
+            return 0.0;
+        }
+        self.cpu_seconds / self.spans as f64 * 1e6
+    }
+
+    /// Spans per CPU second: per core, had the role a core of its own.
+    pub fn spans_per_core(&self) -> f64 {
+        if self.cpu_seconds <= 0.0 {
+            return 0.0;
+        }
+        self.spans as f64 / self.cpu_seconds
+    }
+
+    /// Share of one core used.
+    pub fn cores(&self) -> f64 {
+        if self.wall_seconds <= 0.0 {
+            return 0.0;
+        }
+        self.cpu_seconds / self.wall_seconds
+    }
+}
+
+/// Latency figures, milliseconds.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Latency {
+    /// Samples.
+    pub count: usize,
+    /// Median.
+    pub p50_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// Slowest.
+    pub max_ms: f64,
+}
+
+impl From<Summary> for Latency {
+    fn from(s: Summary) -> Self {
+        Self {
+            count: s.count,
+            p50_ms: ms(s.p50),
+            p99_ms: ms(s.p99),
+            max_ms: ms(s.max),
+        }
+    }
+}
+
+/// Stage 1.
+#[derive(Debug, Clone, Serialize)]
+pub struct CollectorStage {
+    /// The load generator's report.
+    pub loadgen: serde_json::Value,
+    /// Spans accepted.
+    pub spans_accepted: u64,
+    /// Spans refused, rejected or failed.
+    pub spans_not_accepted: u64,
+    /// Accepted spans per second of the stage.
+    pub spans_per_second: f64,
+    /// Request latency.
+    pub request_latency: Option<Latency>,
+    /// The collector's CPU.
+    pub cost: Cost,
+    /// skein-bench's own CPU over the stage (the load generator shares the
+    /// machine).
+    pub loadgen_cpu_seconds: f64,
+    /// The collector's peak RSS, bytes.
+    pub peak_rss_bytes: u64,
+}
+
+/// Stage 3.
+#[derive(Debug, Clone, Serialize)]
+pub struct IngesterStage {
+    /// Spans written.
+    pub spans_written: u64,
+    /// Spans per second from the first write seen to the last.
+    pub spans_per_second: f64,
+    /// The ingester's CPU, start to last write.
+    pub cost: Cost,
+    /// Batches written.
+    pub batches: u64,
+    /// Mean rows per batch.
+    pub rows_per_batch: f64,
+    /// The ingester's peak RSS, bytes.
+    pub peak_rss_bytes: u64,
+}
+
+/// Stage 5, at one rate.
+#[derive(Debug, Clone, Serialize)]
+pub struct EndToEndStage {
+    /// The steady rate asked for, spans/s.
+    pub target_rate: f64,
+    /// Why the rate differs from `--e2e-rate`, if it does.
+    pub rate_note: Option<String>,
+    /// The load generator's report.
+    pub loadgen: serde_json::Value,
+    /// Accepted spans per second.
+    pub spans_per_second: f64,
+    /// Acknowledgement to returned by the query API.
+    pub latency: Option<Latency>,
+    /// Probes sent and acknowledged.
+    pub probes: usize,
+    /// Probes never returned within [`PROBE_WAIT`].
+    pub probes_lost: usize,
+    /// Probes the collector did not acknowledge.
+    pub probes_refused: usize,
+    /// From the end of the load to the ingester having written all of it:
+    /// near `linger_ms` when it kept up, more when a backlog built up.
+    pub catch_up_seconds: f64,
+    /// The collector's CPU at this rate.
+    pub collector: Cost,
+    /// The ingester's CPU at this rate.
+    pub ingester: Cost,
+    /// The query service's CPU (probes' lookups).
+    pub query: Cost,
+    /// Peak RSS of the collector, ingester and query service, bytes.
+    pub peak_rss_bytes: [u64; 3],
+}
+
+/// One ceiling and skein's figure as a share of it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Versus {
+    /// What was measured.
+    pub ceiling: Ceiling,
+    /// The ceiling in spans per second.
+    pub spans_per_second: f64,
+    /// skein's spans/s over the ceiling's.
+    pub ratio: f64,
+}
+
+/// Everything `skein-bench pipeline` measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Results {
+    /// `"pipeline"`.
+    pub benchmark: &'static str,
+    /// When it ran.
+    pub unix_time: u64,
+    /// Where it ran.
+    pub machine: Machine,
+    /// The broker.
+    pub brokers: String,
+    /// Whether the broker was one of the benchmark's own, started empty.
+    pub fresh_broker: bool,
+    /// ClickHouse's URL and version.
+    pub clickhouse_url: String,
+    /// ClickHouse's version.
+    pub clickhouse_version: String,
+    /// The load's shape.
+    pub protocol: &'static str,
+    /// Spans per request.
+    pub spans_per_request: usize,
+    /// Spans per trace (and Kafka message).
+    pub spans_per_trace: usize,
+    /// Attributes per span.
+    pub attributes: usize,
+    /// How often a probe was sent in stage 5.
+    pub probe_every: Duration,
+    /// Mean Kafka message value, bytes.
+    pub message_bytes: f64,
+    /// The collector's in-flight budget, bytes.
+    pub collector_in_flight_budget_bytes: u64,
+    /// Stage 1.
+    pub collector: CollectorStage,
+    /// Stage 2: producing.
+    pub producer_ceiling: Versus,
+    /// Stage 2: consuming (the ingester's ratio).
+    pub consumer_ceiling: Versus,
+    /// Stage 3.
+    pub ingester: IngesterStage,
+    /// Stage 4.
+    pub clickhouse_ceiling: Versus,
+    /// Stage 5.
+    pub end_to_end: Vec<EndToEndStage>,
+}
+
+/// The bench's topology: the deployment's broker and ClickHouse, topics,
+/// groups and databases of this run, every listener on a free local port,
+/// receivers other than OTLP off.
+fn bench_topology(base: &Topology, run: &str) -> Result<Topology> {
+    let mut t = base.clone();
+    t.topics.spans.name = format!("skein-bench-{run}-spans");
+    t.topics.dead_letter.name = format!("skein-bench-{run}-dlq");
+    t.groups.ingester = format!("skein-bench-{run}-ingester");
+    t.groups.aggregator = format!("skein-bench-{run}-aggregator");
+    t.storage.clickhouse.database = DATABASE.into();
+    let c = &mut t.collector;
+    c.otlp_grpc = process::free_addr()?;
+    c.otlp_http = process::free_addr()?;
+    for off in [
+        &mut c.jaeger_thrift_http,
+        &mut c.jaeger_grpc,
+        &mut c.jaeger_agent_compact,
+        &mut c.jaeger_agent_binary,
+        &mut c.zipkin_http,
+        &mut c.sampling_http,
+    ] {
+        off.clear();
+    }
+    t.query.http = process::free_addr()?;
+    t.admin.http = process::free_addr()?;
+    t.admin.ingester_http = process::free_addr()?;
+    t.admin.query_http = process::free_addr()?;
+    t.admin.aggregator_http = process::free_addr()?;
+    Ok(t)
+}
+
+fn unix_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn unix_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// CPU seconds this process has used.
+fn own_cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| process::cpu_seconds_of_stat(&s))
+        .unwrap_or(0.0)
+}
+
+fn loadgen_config(t: &Topology, args: &Args, rate: Option<f64>, seed: u64) -> loadgen::Config {
+    let endpoint = match args.protocol {
+        Protocol::Grpc => format!("http://{}", t.collector.otlp_grpc),
+        Protocol::Http => format!("http://{}", t.collector.otlp_http),
+    };
+    loadgen::Config {
+        endpoint,
+        protocol: args.protocol,
+        rate,
+        duration: if rate.is_some() {
+            args.e2e_duration
+        } else {
+            args.duration
+        },
+        // At a fixed rate, enough requests in flight that a slow answer
+        // does not hold the rate back.
+        concurrency: if rate.is_some() {
+            args.concurrency.max(32)
+        } else {
+            args.concurrency
+        },
+        spans_per_request: args.spans_per_request,
+        shape: shape(args),
+        seed,
+        progress: true,
+    }
+}
+
+fn shape(args: &Args) -> Shape {
+    Shape {
+        attributes: args.attributes,
+        attribute_bytes: args.attribute_bytes,
+        spans_per_trace: args.spans_per_trace,
+        ..Shape::default()
+    }
+}
+
+/// Runs the pipeline benchmark and returns what it measured.
+pub async fn benchmark(base: Topology, args: &Args) -> Result<Results> {
+    let skein = match &args.skein {
+        Some(path) => path.clone(),
+        None => process::skein_next_to_me()?,
+    };
+    let run = unix_secs().to_string();
+    let dir = PathBuf::from("data/bench").join(&run);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut t = bench_topology(&base, &run)?;
+    let broker = if args.topology_broker {
+        None
+    } else {
+        let broker = process::Broker::start(&dir).await?;
+        t.kafka.brokers.clone_from(&broker.addr);
+        Some(broker)
+    };
+    let ch = &t.storage.clickhouse;
+    let client = skein_store::client(ch);
+    let version = skein_store::schema::server_version(&client)
+        .await
+        .with_context(|| format!("reaching ClickHouse at {} (is it up? `make up`)", ch.url))?;
+    let machine = Machine::this();
+    eprintln!(
+        "skein-bench pipeline: broker {}, ClickHouse {} at {}; {} cores ({})",
+        t.kafka.brokers, version.text, ch.url, machine.cores, machine.cpu_model
+    );
+    for db in [DATABASE, RAW_DATABASE] {
+        client
+            .query(&format!("DROP DATABASE IF EXISTS {db}"))
+            .execute()
+            .await
+            .with_context(|| format!("dropping {db}"))?;
+    }
+    skein_kafka::admin::apply_topics(&t)
+        .await
+        .context("creating the bench topics (is the broker up? `make up`)")?;
+    skein_store::schema::apply(&client, DATABASE)
+        .await
+        .context("applying the schema")?;
+    skein_store::schema::apply(&client, RAW_DATABASE)
+        .await
+        .context("applying the schema of the ceiling's database")?;
+
+    let config = dir.join("topology.json");
+    std::fs::write(&config, serde_json::to_string_pretty(&t)?)
+        .with_context(|| format!("writing {}", config.display()))?;
+
+    let results = stages(&skein, &t, &config, &dir, args, &run, version.text).await;
+    let fresh_broker = broker.is_some();
+    drop(broker);
+    if !args.keep {
+        for db in [DATABASE, RAW_DATABASE] {
+            let _ = client
+                .query(&format!("DROP DATABASE IF EXISTS {db}"))
+                .execute()
+                .await;
+        }
+    }
+    if results.is_ok() {
+        let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        eprintln!("the roles' logs are in {}", dir.display());
+    }
+    results.map(|r| Results { fresh_broker, ..r })
+}
+
+async fn stages(
+    skein: &Path,
+    t: &Topology,
+    config: &Path,
+    dir: &Path,
+    args: &Args,
+    run: &str,
+    clickhouse_version: String,
+) -> Result<Results> {
+    let seed = 1;
+    // 1. The collector alone.
+    eprintln!(
+        "\n[1/5] collector: {} as fast as accepted for {:?}",
+        args.protocol.name(),
+        args.duration
+    );
+    let collector = Role::start(skein, "collector", config, t.admin.http.clone(), dir).await?;
+    let own_before = own_cpu_seconds();
+    let meter = CpuMeter::start(&collector)?;
+    let report = loadgen::run(loadgen_config(t, args, None, seed)).await?;
+    let cost = Cost::of(&meter, report.spans_accepted)?;
+    ensure!(
+        report.spans_accepted > 0,
+        "the collector accepted no spans: {:?}",
+        report.statuses
+    );
+    let collector_stage = CollectorStage {
+        loadgen: report.to_json(),
+        spans_accepted: report.spans_accepted,
+        spans_not_accepted: report.spans_sent - report.spans_accepted,
+        spans_per_second: report.accepted_per_second(),
+        request_latency: report.latency.map(Latency::from),
+        cost,
+        loadgen_cpu_seconds: own_cpu_seconds() - own_before,
+        peak_rss_bytes: collector.peak_rss_bytes()?,
+    };
+
+    // 2. The producer's ceiling: the accepted traces, as messages.
+    let traces = report.spans_accepted / args.spans_per_trace as u64;
+    eprintln!("\n[2/5] broker ceilings: {traces} messages of the same traces, produced and read back by plain rdkafka");
+    let generator = Generator::shaped(seed, shape(args));
+    let now = unix_nanos();
+    let messages: Vec<RawMessage> = (0..traces)
+        .map(|i| {
+            let data = generator.trace(i, now);
+            let id = &data.resource_spans[0].scope_spans[0].spans[0].trace_id;
+            RawMessage {
+                key: hex_lower(id).into_bytes(),
+                value: data.encode_to_vec(),
+            }
+        })
+        .collect();
+    let message_bytes =
+        messages.iter().map(|m| m.value.len() as f64).sum::<f64>() / messages.len().max(1) as f64;
+    let raw_topic = format!("skein-bench-{run}-raw");
+    create_topic(t, &raw_topic).await?;
+    let produced =
+        ceiling::produce(&t.kafka.brokers, &t.kafka.properties, &raw_topic, &messages).await?;
+    drop(messages);
+    let consumed = ceiling::consume(
+        &t.kafka.brokers,
+        &t.kafka.properties,
+        &raw_topic,
+        t.topics.spans.partitions,
+    )
+    .await?;
+    let spans_per_trace = args.spans_per_trace as f64;
+    let producer_ceiling = Versus {
+        ceiling: produced,
+        spans_per_second: produced.per_second() * spans_per_trace,
+        ratio: collector_stage.spans_per_second / (produced.per_second() * spans_per_trace),
+    };
+
+    // 3. The ingester drains what the collector published.
+    eprintln!(
+        "\n[3/5] ingester: writing {} spans to ClickHouse",
+        report.spans_accepted
+    );
+    let ingester = Role::start(
+        skein,
+        "ingester",
+        config,
+        t.admin.ingester_http.clone(),
+        dir,
+    )
+    .await?;
+    let ingester_stage = drain(&ingester, report.spans_accepted).await?;
+
+    // 4. ClickHouse's ceiling: the same rows, pre-encoded.
+    let rows = (ingester_stage.rows_per_batch.round() as u64).max(1);
+    eprintln!(
+        "\n[4/5] ClickHouse ceiling: the {} rows again, {rows} per INSERT, {} at once",
+        ingester_stage.spans_written, t.ingester.workers
+    );
+    let ch = &t.storage.clickhouse;
+    let http = reqwest::Client::new();
+    let source = ceiling::Table {
+        url: &ch.url,
+        user: &ch.user,
+        password: &ch.password,
+        table: "",
+    };
+    let batches = ceiling::encoded_batches(
+        &http,
+        &source,
+        &format!("{DATABASE}.spans"),
+        ingester_stage.spans_written,
+        rows,
+    )
+    .await?;
+    let raw_table = format!("{RAW_DATABASE}.spans");
+    let inserted = ceiling::insert(
+        &http,
+        &ceiling::Table {
+            table: &raw_table,
+            ..source
+        },
+        &batches,
+        t.ingester.workers,
+    )
+    .await?;
+    drop(batches);
+    let consumer_ceiling = Versus {
+        ceiling: consumed,
+        spans_per_second: consumed.per_second() * spans_per_trace,
+        ratio: ingester_stage.spans_per_second / (consumed.per_second() * spans_per_trace),
+    };
+    let clickhouse_ceiling = Versus {
+        spans_per_second: inserted.per_second(),
+        ratio: ingester_stage.spans_per_second / inserted.per_second(),
+        ceiling: inserted,
+    };
+
+    // 5. End to end at each steady rate.
+    let query = Role::start(skein, "query", config, t.admin.query_http.clone(), dir).await?;
+    let roles = Roles {
+        collector: &collector,
+        ingester: &ingester,
+        query: &query,
+    };
+    let mut end_to_end = Vec::new();
+    for (i, &asked) in args.e2e_rates.iter().enumerate() {
+        let (rate, rate_note) = if collector_stage.spans_per_second < asked {
+            let rate = (collector_stage.spans_per_second * 0.8).floor().max(1.0);
+            let note = format!(
+                "{asked:.0} spans/s is more than the collector accepted at full speed ({:.0}); ran at 80% of that",
+                collector_stage.spans_per_second
+            );
+            (rate, Some(note))
+        } else {
+            (asked, None)
+        };
+        eprintln!(
+            "\n[5/5] end to end: {rate:.0} spans/s for {:?}, a probe every {:?}",
+            args.e2e_duration, args.probe_every
+        );
+        let seed = seed + 1 + i as u64;
+        end_to_end.push(steady(t, args, &roles, rate, rate_note, seed).await?);
+    }
+    query.stop();
+    ingester.stop();
+    collector.stop();
+    if args.topology_broker {
+        for topic in [&t.topics.spans.name, &t.topics.dead_letter.name, &raw_topic] {
+            delete_topic(t, topic).await;
+        }
+    }
+
+    Ok(Results {
+        benchmark: "pipeline",
+        unix_time: unix_secs(),
+        machine: Machine::this(),
+        brokers: t.kafka.brokers.clone(),
+        fresh_broker: false,
+        clickhouse_url: t.storage.clickhouse.url.clone(),
+        clickhouse_version,
+        protocol: args.protocol.name(),
+        spans_per_request: args.spans_per_request,
+        spans_per_trace: args.spans_per_trace,
+        attributes: args.attributes,
+        probe_every: args.probe_every,
+        message_bytes,
+        collector_in_flight_budget_bytes: t.collector.max_in_flight_bytes as u64,
+        collector: collector_stage,
+        producer_ceiling,
+        consumer_ceiling,
+        ingester: ingester_stage,
+        clickhouse_ceiling,
+        end_to_end,
+    })
+}
+
+const SPANS_WRITTEN: &str = "skein_ingester_spans_written_total";
+
+/// The roles running in stage 5.
+struct Roles<'a> {
+    collector: &'a Role,
+    ingester: &'a Role,
+    query: &'a Role,
+}
+
+/// Stage 5 at one rate: load at `rate` with probes, then wait for the
+/// ingester to write all of it.
+async fn steady(
+    t: &Topology,
+    args: &Args,
+    roles: &Roles<'_>,
+    rate: f64,
+    rate_note: Option<String>,
+    seed: u64,
+) -> Result<EndToEndStage> {
+    let written_before = process::metric_sum(&roles.ingester.metrics().await?, SPANS_WRITTEN);
+    let collector = CpuMeter::start(roles.collector)?;
+    let ingester = CpuMeter::start(roles.ingester)?;
+    let query = CpuMeter::start(roles.query)?;
+    let config = loadgen_config(t, args, Some(rate), seed);
+    let load = tokio::spawn(async move {
+        let report = loadgen::run(config).await;
+        (report, Instant::now())
+    });
+    let probes = probe(t, args.probe_every, args.e2e_duration).await?;
+    let (report, loaded) = load.await.context("the load generator panicked")?;
+    let report = report?;
+    let collector = Cost::of(&collector, report.spans_accepted)?;
+    wait_written(
+        roles.ingester,
+        written_before as u64 + report.spans_accepted + probes.acked as u64,
+        DRAIN_WAIT,
+    )
+    .await
+    .context("the ingester did not write every span of the end-to-end stage")?;
+    let catch_up_seconds = loaded.elapsed().as_secs_f64();
+    let written =
+        process::metric_sum(&roles.ingester.metrics().await?, SPANS_WRITTEN) - written_before;
+    Ok(EndToEndStage {
+        target_rate: rate,
+        rate_note,
+        spans_per_second: report.accepted_per_second(),
+        loadgen: report.to_json(),
+        latency: (!probes.latencies.is_empty()).then(|| Summary::of(&probes.latencies).into()),
+        probes: probes.acked,
+        probes_lost: probes.lost,
+        probes_refused: probes.refused,
+        catch_up_seconds,
+        collector,
+        ingester: Cost::of(&ingester, written as u64)?,
+        query: Cost::of(&query, probes.acked as u64)?,
+        peak_rss_bytes: [
+            roles.collector.peak_rss_bytes()?,
+            roles.ingester.peak_rss_bytes()?,
+            roles.query.peak_rss_bytes()?,
+        ],
+    })
+}
+
+fn hex_lower(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// Waits until the ingester at has written `spans` in all.
+async fn wait_written(ingester: &Role, spans: u64, wait: Duration) -> Result<()> {
+    let deadline = Instant::now() + wait;
+    loop {
+        let written = process::metric_sum(&ingester.metrics().await?, SPANS_WRITTEN) as u64;
+        if written >= spans {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{written} of {spans} spans written after {wait:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Stage 3: watches the ingester write `spans`.
+async fn drain(ingester: &Role, spans: u64) -> Result<IngesterStage> {
+    let meter = CpuMeter::start(ingester)?;
+    let started = Instant::now();
+    let mut first: Option<(Instant, u64)> = None;
+    let mut last_progress = Instant::now();
+    let written = loop {
+        let text = ingester.metrics().await?;
+        let written = process::metric_sum(&text, SPANS_WRITTEN) as u64;
+        let now = Instant::now();
+        if written > 0 && first.is_none() {
+            first = Some((now, written));
+        }
+        if written >= spans {
+            break written;
+        }
+        if now.duration_since(last_progress) >= Duration::from_secs(2) {
+            eprintln!(
+                "{:>5.1} s: {written} of {spans} spans written",
+                started.elapsed().as_secs_f64()
+            );
+            last_progress = now;
+        }
+        if started.elapsed() > DRAIN_WAIT {
+            bail!("the ingester wrote {written} of {spans} spans in {DRAIN_WAIT:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let cost = Cost::of(&meter, written)?;
+    let text = ingester.metrics().await?;
+    let batches = process::metric_sum(&text, "skein_ingester_batch_rows_count") as u64;
+    let rows = process::metric_sum(&text, "skein_ingester_batch_rows_sum");
+    let (at, before) = first.unwrap_or((started, 0));
+    let seconds = at.elapsed().as_secs_f64();
+    Ok(IngesterStage {
+        spans_written: written,
+        // The first write's spans were written before `at`.
+        spans_per_second: if seconds > 0.0 {
+            (written - before) as f64 / seconds
+        } else {
+            0.0
+        },
+        cost,
+        batches,
+        rows_per_batch: if batches > 0 {
+            rows / batches as f64
+        } else {
+            0.0
+        },
+        peak_rss_bytes: ingester.peak_rss_bytes()?,
+    })
+}
+
+/// What the probes saw.
+struct Probes {
+    latencies: Vec<Duration>,
+    acked: usize,
+    lost: usize,
+    refused: usize,
+}
+
+/// A one-span trace of its own, `index` of this run.
+fn probe_request(nonce: u64, index: u64) -> ([u8; 16], ExportTraceServiceRequest) {
+    let mut trace_id = [0u8; 16];
+    trace_id[..8].copy_from_slice(&nonce.to_be_bytes());
+    trace_id[8..].copy_from_slice(&(index + 1).to_be_bytes());
+    let now = unix_nanos();
+    let span = Span {
+        trace_id: trace_id.to_vec(),
+        span_id: (index + 1).to_be_bytes().to_vec(),
+        name: "probe".into(),
+        kind: 2,
+        start_time_unix_nano: now,
+        end_time_unix_nano: now + 1_000_000,
+        ..Span::default()
+    };
+    let request = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![KeyValue {
+                    key: "service.name".into(),
+                    value: Some(AnyValue {
+                        value: Some(any_value::Value::StringValue("skein-bench-probe".into())),
+                    }),
+                    ..KeyValue::default()
+                }],
+                ..Resource::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans: vec![span],
+                ..ScopeSpans::default()
+            }],
+            ..ResourceSpans::default()
+        }],
+    };
+    (trace_id, request)
+}
+
+/// Sends a probe every `every` for `duration`; each is looked for in the
+/// query API from its acknowledgement until found.
+async fn probe(t: &Topology, every: Duration, duration: Duration) -> Result<Probes> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let ingest = format!("http://{}/v1/traces", t.collector.otlp_http);
+    let query = format!("http://{}/api/traces/", t.query.http);
+    let nonce = unix_nanos();
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut tasks = Vec::new();
+    let mut index = 0;
+    while started.elapsed() < duration {
+        tick.tick().await;
+        let (http, ingest, query) = (http.clone(), ingest.clone(), query.clone());
+        let (trace_id, request) = probe_request(nonce, index);
+        index += 1;
+        tasks.push(tokio::spawn(async move {
+            let response = http
+                .post(&ingest)
+                .header("content-type", "application/x-protobuf")
+                .body(request.encode_to_vec())
+                .send()
+                .await;
+            if !response.is_ok_and(|r| r.status().is_success()) {
+                return ProbeOutcome::Refused;
+            }
+            let acked = Instant::now();
+            let url = format!("{query}{}", hex_lower(&trace_id));
+            while acked.elapsed() < PROBE_WAIT {
+                if let Ok(r) = http.get(&url).send().await {
+                    if r.status().is_success() && found(r).await {
+                        return ProbeOutcome::Found(acked.elapsed());
+                    }
+                }
+                tokio::time::sleep(PROBE_POLL).await;
+            }
+            ProbeOutcome::Lost
+        }));
+    }
+    let mut probes = Probes {
+        latencies: Vec::new(),
+        acked: 0,
+        lost: 0,
+        refused: 0,
+    };
+    for task in tasks {
+        match task.await.context("a probe panicked")? {
+            ProbeOutcome::Found(latency) => {
+                probes.acked += 1;
+                probes.latencies.push(latency);
+            }
+            ProbeOutcome::Lost => {
+                probes.acked += 1;
+                probes.lost += 1;
+            }
+            ProbeOutcome::Refused => probes.refused += 1,
+        }
+    }
+    Ok(probes)
+}
+
+enum ProbeOutcome {
+    Found(Duration),
+    Lost,
+    Refused,
+}
+
+/// Whether a Jaeger API answer holds a trace with a span.
+async fn found(response: reqwest::Response) -> bool {
+    let Ok(body) = response.json::<serde_json::Value>().await else {
+        return false;
+    };
+    body["data"][0]["spans"]
+        .as_array()
+        .is_some_and(|spans| !spans.is_empty())
+}
+
+async fn create_topic(t: &Topology, name: &str) -> Result<()> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<_> = skein_kafka::base_config(&t.kafka)
+        .create()
+        .context("creating an admin client")?;
+    let topic = NewTopic::new(
+        name,
+        t.topics.spans.partitions,
+        TopicReplication::Fixed(t.topics.spans.replication_factor),
+    );
+    let results = admin
+        .create_topics([&topic], &AdminOptions::new())
+        .await
+        .context("creating the ceiling's topic")?;
+    for r in results {
+        r.map_err(|(topic, code)| anyhow::anyhow!("creating {topic}: {code}"))?;
+    }
+    Ok(())
+}
+
+/// Deletes one of the run's topics; a broker that cannot is told about,
+/// not fatal.
+async fn delete_topic(t: &Topology, name: &str) {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    let Ok(admin) = skein_kafka::base_config(&t.kafka).create::<AdminClient<_>>() else {
+        return;
+    };
+    match admin.delete_topics(&[name], &AdminOptions::new()).await {
+        Ok(results) => {
+            for r in results {
+                if let Err((topic, code)) = r {
+                    eprintln!("note: could not delete topic {topic}: {code}");
+                }
+            }
+        }
+        Err(e) => eprintln!("note: could not delete the run's topics: {e}"),
+    }
+}
+
+/// `skein-bench pipeline`: measures, prints the table, writes the JSON.
+pub async fn run(topology: Topology, args: Args) -> Result<Results> {
+    let results = benchmark(topology, &args).await?;
+    print!("{}", table(&results));
+    crate::write_json(&args.out, &results)?;
+    Ok(results)
+}
+
+/// The human-readable report.
+pub fn table(r: &Results) -> String {
+    use std::fmt::Write as _;
+    let mut t = String::new();
+    let mib = |b: u64| format!("{:.0} MiB", machine::mib(b));
+    let k = |v: f64| format!("{:.1}k", v / 1e3);
+    let _ = writeln!(
+        t,
+        "\nskein pipeline benchmark: OTLP/{}, {} spans/request, {} spans/trace ({:.0} B/message), {} attributes/span",
+        r.protocol, r.spans_per_request, r.spans_per_trace, r.message_bytes, r.attributes
+    );
+    let _ = writeln!(
+        t,
+        "machine: {} cores, {}; broker {} ({}); ClickHouse {}\n",
+        r.machine.cores,
+        r.machine.cpu_model,
+        r.brokers,
+        if r.fresh_broker {
+            "tansu, started empty for this run"
+        } else {
+            "the topology's"
+        },
+        r.clickhouse_version
+    );
+    let c = &r.collector;
+    let i = &r.ingester;
+    let row = |t: &mut String, name: &str, rate: f64, ratio: Option<f64>, cost: Option<&Cost>| {
+        let _ = writeln!(
+            t,
+            "{:<36} {:>10} {:>11} {:>13} {:>9}",
+            name,
+            k(rate),
+            ratio.map_or(String::new(), |r| format!("{:.0}%", r * 100.0)),
+            cost.map_or(String::new(), |c| k(c.spans_per_core())),
+            cost.map_or(String::new(), |c| format!(
+                "{:.2}",
+                c.cpu_seconds_per_million()
+            )),
+        );
+    };
+    let _ = writeln!(
+        t,
+        "{:<36} {:>10} {:>11} {:>13} {:>9}",
+        "", "spans/s", "of ceiling", "spans/s/core", "CPU s/M"
+    );
+    row(
+        &mut t,
+        "collector, as fast as accepted",
+        c.spans_per_second,
+        Some(r.producer_ceiling.ratio),
+        Some(&c.cost),
+    );
+    row(
+        &mut t,
+        "  producer ceiling (plain rdkafka)",
+        r.producer_ceiling.spans_per_second,
+        None,
+        None,
+    );
+    let tighter = if r.consumer_ceiling.ratio >= r.clickhouse_ceiling.ratio {
+        &r.consumer_ceiling
+    } else {
+        &r.clickhouse_ceiling
+    };
+    row(
+        &mut t,
+        "ingester, draining the topic",
+        i.spans_per_second,
+        Some(tighter.ratio),
+        Some(&i.cost),
+    );
+    row(
+        &mut t,
+        "  consumer ceiling (plain rdkafka)",
+        r.consumer_ceiling.spans_per_second,
+        Some(r.consumer_ceiling.ratio),
+        None,
+    );
+    row(
+        &mut t,
+        "  ClickHouse ceiling (raw INSERTs)",
+        r.clickhouse_ceiling.spans_per_second,
+        Some(r.clickhouse_ceiling.ratio),
+        None,
+    );
+    for e in &r.end_to_end {
+        row(
+            &mut t,
+            &format!("collector at {:.0} spans/s", e.target_rate),
+            e.spans_per_second,
+            None,
+            Some(&e.collector),
+        );
+        row(
+            &mut t,
+            &format!("ingester at {:.0} spans/s", e.target_rate),
+            e.ingester.spans as f64 / e.ingester.wall_seconds.max(1e-9),
+            None,
+            Some(&e.ingester),
+        );
+    }
+    let _ = writeln!(
+        t,
+        "of ceiling: skein's spans/s over the ceiling's (the ingester's: over the tighter one); CPU s/M: CPU seconds per million spans"
+    );
+    let _ = writeln!(
+        t,
+        "\nend to end, collector acknowledgement to the query API returning the span (a probe trace every {:?}):",
+        r.probe_every
+    );
+    for e in &r.end_to_end {
+        match e.latency {
+            Some(l) => {
+                let _ = writeln!(
+                    t,
+                    "  at {:>6.0} spans/s accepted: p50 {:>7.0} ms, p99 {:>7.0} ms, max {:>7.0} ms ({} probes, {} lost, {} refused; ingester caught up {:.1} s after the load)",
+                    e.spans_per_second, l.p50_ms, l.p99_ms, l.max_ms, e.probes, e.probes_lost, e.probes_refused, e.catch_up_seconds
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    t,
+                    "  at {:>6.0} spans/s accepted: no probe was found ({} lost, {} refused)",
+                    e.spans_per_second, e.probes_lost, e.probes_refused
+                );
+            }
+        }
+        if let Some(note) = &e.rate_note {
+            let _ = writeln!(t, "    note: {note}");
+        }
+    }
+    let _ = writeln!(
+        t,
+        "\ntargets: collector {} spans/s/core, ingester {} spans/s/core, end-to-end p99 under {:.0} s at {} spans/s",
+        k(targets::COLLECTOR_SPANS_PER_CORE),
+        k(targets::INGESTER_SPANS_PER_CORE),
+        targets::END_TO_END_P99_MS / 1e3,
+        k(targets::END_TO_END_RATE)
+    );
+    if let Some(l) = c.request_latency {
+        let _ = writeln!(
+            t,
+            "collector request latency at full speed ({} requests in flight): p50 {:.1} ms, p99 {:.1} ms",
+            c.loadgen["concurrency"], l.p50_ms, l.p99_ms
+        );
+    }
+    let _ = writeln!(
+        t,
+        "ingester: {} batches, {:.0} rows per batch",
+        i.batches, i.rows_per_batch
+    );
+    let peak = |n: usize| {
+        r.end_to_end
+            .iter()
+            .map(|e| e.peak_rss_bytes[n])
+            .max()
+            .unwrap_or(0)
+    };
+    let _ = writeln!(
+        t,
+        "peak memory: collector {} (in-flight budget {}), ingester {}, query {}",
+        mib(peak(0).max(c.peak_rss_bytes)),
+        mib(r.collector_in_flight_budget_bytes),
+        mib(peak(1).max(i.peak_rss_bytes)),
+        mib(peak(2))
+    );
+    let _ = writeln!(
+        t,
+        "load generator CPU during the collector stage: {:.1} s (it shares the machine)",
+        c.loadgen_cpu_seconds
+    );
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn costs_are_per_million_and_per_core() {
+        let c = Cost {
+            cpu_seconds: 2.0,
+            wall_seconds: 4.0,
+            spans: 1_000_000,
+        };
+        assert_eq!(c.cpu_seconds_per_million(), 2.0);
+        assert_eq!(c.spans_per_core(), 500_000.0);
+        assert_eq!(c.cores(), 0.5);
+        let idle = Cost {
+            cpu_seconds: 0.0,
+            wall_seconds: 0.0,
+            spans: 0,
+        };
+        assert_eq!(
+            (
+                idle.cpu_seconds_per_million(),
+                idle.spans_per_core(),
+                idle.cores()
+            ),
+            (0.0, 0.0, 0.0)
+        );
+    }
+
+    #[test]
+    fn probes_are_one_span_traces_of_their_own() {
+        let (a, request) = probe_request(7, 0);
+        let (b, _) = probe_request(7, 1);
+        assert_ne!(a, b);
+        assert_eq!(hex_lower(&a), "00000000000000070000000000000001");
+        let spans = &request.resource_spans[0].scope_spans[0].spans;
+        assert_eq!(spans.len(), 1);
+        assert_eq!(spans[0].trace_id, a.to_vec());
+    }
+
+    #[test]
+    fn the_bench_topology_has_its_own_names_and_ports() {
+        let t = bench_topology(&Topology::default(), "42").unwrap();
+        assert_eq!(t.topics.spans.name, "skein-bench-42-spans");
+        assert_eq!(t.storage.clickhouse.database, DATABASE);
+        assert!(t.collector.zipkin_http.is_empty());
+        assert_ne!(
+            t.collector.otlp_grpc,
+            Topology::default().collector.otlp_grpc
+        );
+        assert!(t.validate().is_ok());
+    }
+}

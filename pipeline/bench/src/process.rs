@@ -1,0 +1,306 @@
+//! skein's roles as processes of their own, and what they cost.
+//!
+//! In: the `skein` binary, a role and a topology file. Out: a running
+//! [`Role`] whose CPU time and memory are read from `/proc/<pid>`, and
+//! whose Prometheus `/metrics` can be scraped.
+//!
+//! Guarantees: CPU time is the kernel's account of the process (user plus
+//! system, every thread), so it holds on a noisy machine where wall-clock
+//! throughput does not; a role is stopped (SIGKILL) when dropped, so a
+//! failed benchmark leaves no process behind.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+/// Clock ticks per second of `/proc/<pid>/stat`'s times (`USER_HZ`, 100 on
+/// every Linux architecture skein builds for).
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// A free port on 127.0.0.1, as `ip:port`.
+pub fn free_addr() -> Result<String> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .to_string())
+}
+
+/// The `skein` binary next to this one (`make bench` builds both).
+pub fn skein_next_to_me() -> Result<PathBuf> {
+    let me = std::env::current_exe().context("locating skein-bench")?;
+    let skein = me.with_file_name("skein");
+    if !skein.exists() {
+        bail!(
+            "{} is missing: build it with `cargo build --release -p skein` (make bench does)",
+            skein.display()
+        );
+    }
+    Ok(skein)
+}
+
+/// CPU seconds (user + system) of a `/proc/<pid>/stat` text.
+pub fn cpu_seconds_of_stat(stat: &str) -> Option<f64> {
+    // The command name, field 2, is in parentheses and may hold spaces:
+    // count fields after its closing parenthesis (field 3 is the first).
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) as f64 / TICKS_PER_SECOND)
+}
+
+/// A `Name:   123 kB` field of a `/proc/<pid>/status` text, in bytes.
+pub fn status_bytes(status: &str, name: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with(name))?;
+    let kib: u64 = line[name.len()..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+/// The value of the Prometheus sample `name` (with any labels) summed over
+/// its series in an exposition text; 0 when absent.
+pub fn metric_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// One skein role running as a process.
+pub struct Role {
+    name: &'static str,
+    child: Child,
+    /// Its admin endpoint (`/metrics`, `/health`), `ip:port`.
+    pub admin: String,
+    log: PathBuf,
+}
+
+impl Role {
+    /// Starts `skein <role> --config <config>`, whose admin endpoint the
+    /// topology puts on `admin`, logging to `dir/<role>.log`, and waits
+    /// until `/health` answers.
+    pub async fn start(
+        skein: &Path,
+        role: &'static str,
+        config: &Path,
+        admin: String,
+        dir: &Path,
+    ) -> Result<Self> {
+        let log = dir.join(format!("{role}.log"));
+        let file =
+            std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        let child = Command::new(skein)
+            .arg(role)
+            .arg("--config")
+            .arg(config)
+            .env("SKEIN_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .with_context(|| format!("starting {} {role}", skein.display()))?;
+        let mut me = Self {
+            name: role,
+            child,
+            admin,
+            log,
+        };
+        me.healthy(Duration::from_secs(60)).await?;
+        Ok(me)
+    }
+
+    async fn healthy(&mut self, wait: Duration) -> Result<()> {
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + wait;
+        let url = format!("http://{}/health", self.admin);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!(
+                    "skein {} exited ({status}) at start; its log, {}:\n{}",
+                    self.name,
+                    self.log.display(),
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
+            }
+            if http
+                .get(&url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("skein {} did not answer {url} within {wait:?}", self.name);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Its process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// CPU seconds it has used so far.
+    pub fn cpu_seconds(&self) -> Result<f64> {
+        let path = format!("/proc/{}/stat", self.pid());
+        let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+        cpu_seconds_of_stat(&stat).with_context(|| format!("parsing {path}"))
+    }
+
+    /// The most resident memory it has used so far (`VmHWM`), bytes.
+    pub fn peak_rss_bytes(&self) -> Result<u64> {
+        let path = format!("/proc/{}/status", self.pid());
+        let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+        status_bytes(&status, "VmHWM:").with_context(|| format!("no VmHWM in {path}"))
+    }
+
+    /// Its `/metrics` text.
+    pub async fn metrics(&self) -> Result<String> {
+        let url = format!("http://{}/metrics", self.admin);
+        reqwest::get(&url)
+            .await
+            .with_context(|| format!("scraping {url}"))?
+            .text()
+            .await
+            .with_context(|| format!("reading {url}"))
+    }
+
+    /// Stops it (SIGKILL: what it cost is read before, nothing after).
+    pub fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Role {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A tansu broker of the benchmark's own: a fresh sqlite file in `dir`, on
+/// a free port. A broker's sqlite storage slows down as it fills (the local
+/// stack's keeps every test run's topics), so the figures of a fresh one
+/// are the ones that reproduce.
+pub struct Broker {
+    /// `127.0.0.1:port`.
+    pub addr: String,
+    child: Child,
+}
+
+impl Broker {
+    /// Starts `tansu broker` with storage `sqlite://tansu.db` in `dir`.
+    pub async fn start(dir: &Path) -> Result<Self> {
+        let addr = free_addr()?;
+        let url = format!("tcp://{addr}");
+        let _ = std::fs::remove_file(dir.join("tansu.db"));
+        let log = std::fs::File::create(dir.join("tansu.log"))?;
+        let child = Command::new("tansu")
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .current_dir(dir)
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting tansu (is it installed? `make up` installs it)")?;
+        let broker = Self { addr, child };
+        let started = Instant::now();
+        while tokio::net::TcpStream::connect(&broker.addr).await.is_err() {
+            if started.elapsed() > Duration::from_secs(30) {
+                bail!("tansu on {} did not listen within 30 s", broker.addr);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(broker)
+    }
+
+    /// CPU seconds it has used so far.
+    pub fn cpu_seconds(&self) -> Result<f64> {
+        let path = format!("/proc/{}/stat", self.child.id());
+        let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+        cpu_seconds_of_stat(&stat).with_context(|| format!("parsing {path}"))
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// CPU seconds a role used over a stretch of a benchmark.
+pub struct CpuMeter<'a> {
+    role: &'a Role,
+    at_start: f64,
+    started: Instant,
+}
+
+impl<'a> CpuMeter<'a> {
+    /// Starts counting now.
+    pub fn start(role: &'a Role) -> Result<Self> {
+        Ok(Self {
+            role,
+            at_start: role.cpu_seconds()?,
+            started: Instant::now(),
+        })
+    }
+
+    /// CPU seconds used since the start, and the wall-clock time elapsed.
+    pub fn read(&self) -> Result<(f64, Duration)> {
+        Ok((
+            self.role.cpu_seconds()? - self.at_start,
+            self.started.elapsed(),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_time_is_user_plus_system_ticks() {
+        // Fields 14 and 15 (utime, stime) are 250 and 50 ticks.
+        let stat = "4242 (skein coll (x)) S 1 4242 4242 0 -1 4194560 1 0 0 0 250 50 0 0 20 0 9 0";
+        assert_eq!(cpu_seconds_of_stat(stat), Some(3.0));
+        assert_eq!(cpu_seconds_of_stat("garbage"), None);
+        let own = std::fs::read_to_string("/proc/self/stat").unwrap();
+        assert!(cpu_seconds_of_stat(&own).is_some());
+    }
+
+    #[test]
+    fn status_fields_are_bytes() {
+        let status = "Name:\tskein\nVmHWM:\t  2048 kB\n";
+        assert_eq!(status_bytes(status, "VmHWM:"), Some(2 << 20));
+        assert_eq!(status_bytes(status, "VmRSS:"), None);
+    }
+
+    #[test]
+    fn metric_samples_are_summed_over_labels() {
+        let text = "# HELP skein_x help\n# TYPE skein_x counter\n\
+                    skein_x{transport=\"grpc\"} 3\nskein_x{transport=\"http\"} 4.5\n\
+                    skein_x_sum 100\nskein_y 7\n";
+        assert_eq!(metric_sum(text, "skein_x"), 7.5);
+        assert_eq!(metric_sum(text, "skein_x_sum"), 100.0);
+        assert_eq!(metric_sum(text, "skein_y"), 7.0);
+        assert_eq!(metric_sum(text, "skein_z"), 0.0);
+    }
+}
