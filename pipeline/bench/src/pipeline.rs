@@ -3,8 +3,8 @@
 //! In: the deployment's topology (for the broker and ClickHouse), the
 //! `skein` binary, and the load's options. Out: a [`Results`], printed as a
 //! table and written as JSON. The run, in order, each stage on topics and
-//! databases of its own (`skein-bench-<run>-*`, `skein_bench_pipeline`,
-//! `skein_bench_raw`):
+//! databases of its own (`skein-bench-<run>-*`, `--database` and
+//! `<database>_raw`):
 //!
 //! 1. **Collector**: `skein collector` alone, as a process; `loadgen` sends
 //!    OTLP as fast as it is accepted for `--duration`. Spans/s accepted,
@@ -49,11 +49,6 @@ use crate::machine::{self, Machine};
 use crate::process::{self, CpuMeter, Role};
 use crate::stats::{ms, Summary};
 use crate::synth::{Generator, Shape};
-
-/// The database the pipeline writes to.
-pub const DATABASE: &str = "skein_bench_pipeline";
-/// The database of the ClickHouse ceiling.
-pub const RAW_DATABASE: &str = "skein_bench_raw";
 
 /// How long the ingester may take to write what the collector accepted.
 const DRAIN_WAIT: Duration = Duration::from_secs(600);
@@ -120,6 +115,14 @@ pub struct Args {
     /// on its history).
     #[arg(long)]
     pub topology_broker: bool,
+    /// The database the pipeline writes to (dropped first); the ClickHouse
+    /// ceiling's is this with `_raw` appended.
+    #[arg(long, default_value = "skein_bench_pipeline")]
+    pub database: String,
+    /// Where the run's topology, logs and broker storage go (a folder per
+    /// run, removed when the run succeeds).
+    #[arg(long, default_value = "data/bench")]
+    pub work_dir: PathBuf,
     /// Keep the databases afterwards (for a look at what was written).
     #[arg(long)]
     pub keep: bool,
@@ -328,13 +331,13 @@ pub struct Results {
 /// The bench's topology: the deployment's broker and ClickHouse, topics,
 /// groups and databases of this run, every listener on a free local port,
 /// receivers other than OTLP off.
-fn bench_topology(base: &Topology, run: &str) -> Result<Topology> {
+fn bench_topology(base: &Topology, run: &str, database: &str) -> Result<Topology> {
     let mut t = base.clone();
     t.topics.spans.name = format!("skein-bench-{run}-spans");
     t.topics.dead_letter.name = format!("skein-bench-{run}-dlq");
     t.groups.ingester = format!("skein-bench-{run}-ingester");
     t.groups.aggregator = format!("skein-bench-{run}-aggregator");
-    t.storage.clickhouse.database = DATABASE.into();
+    t.storage.clickhouse.database = database.into();
     let c = &mut t.collector;
     c.otlp_grpc = process::free_addr()?;
     c.otlp_http = process::free_addr()?;
@@ -420,9 +423,16 @@ pub async fn benchmark(base: Topology, args: &Args) -> Result<Results> {
         None => process::skein_next_to_me()?,
     };
     let run = unix_secs().to_string();
-    let dir = PathBuf::from("data/bench").join(&run);
+    ensure!(
+        crate::query::valid_database_name(&args.database),
+        "--database {:?}: letters, digits and _ only",
+        args.database
+    );
+    let database = args.database.as_str();
+    let raw_database = format!("{database}_raw");
+    let dir = args.work_dir.join(&run);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut t = bench_topology(&base, &run)?;
+    let mut t = bench_topology(&base, &run, database)?;
     let broker = if args.topology_broker {
         None
     } else {
@@ -440,7 +450,7 @@ pub async fn benchmark(base: Topology, args: &Args) -> Result<Results> {
         "skein-bench pipeline: broker {}, ClickHouse {} at {}; {} cores ({})",
         t.kafka.brokers, version.text, ch.url, machine.cores, machine.cpu_model
     );
-    for db in [DATABASE, RAW_DATABASE] {
+    for db in [database, &raw_database] {
         client
             .query(&format!("DROP DATABASE IF EXISTS {db}"))
             .execute()
@@ -450,10 +460,10 @@ pub async fn benchmark(base: Topology, args: &Args) -> Result<Results> {
     skein_kafka::admin::apply_topics(&t)
         .await
         .context("creating the bench topics (is the broker up? `make up`)")?;
-    skein_store::schema::apply(&client, DATABASE)
+    skein_store::schema::apply(&client, database)
         .await
         .context("applying the schema")?;
-    skein_store::schema::apply(&client, RAW_DATABASE)
+    skein_store::schema::apply(&client, &raw_database)
         .await
         .context("applying the schema of the ceiling's database")?;
 
@@ -465,7 +475,7 @@ pub async fn benchmark(base: Topology, args: &Args) -> Result<Results> {
     let fresh_broker = broker.is_some();
     drop(broker);
     if !args.keep {
-        for db in [DATABASE, RAW_DATABASE] {
+        for db in [database, &raw_database] {
             let _ = client
                 .query(&format!("DROP DATABASE IF EXISTS {db}"))
                 .execute()
@@ -585,12 +595,12 @@ async fn stages(
     let batches = ceiling::encoded_batches(
         &http,
         &source,
-        &format!("{DATABASE}.spans"),
+        &format!("{}.spans", args.database),
         ingester_stage.spans_written,
         rows,
     )
     .await?;
-    let raw_table = format!("{RAW_DATABASE}.spans");
+    let raw_table = format!("{}_raw.spans", args.database);
     let inserted = ceiling::insert(
         &http,
         &ceiling::Table {
@@ -1199,9 +1209,9 @@ mod tests {
 
     #[test]
     fn the_bench_topology_has_its_own_names_and_ports() {
-        let t = bench_topology(&Topology::default(), "42").unwrap();
+        let t = bench_topology(&Topology::default(), "42", "b").unwrap();
         assert_eq!(t.topics.spans.name, "skein-bench-42-spans");
-        assert_eq!(t.storage.clickhouse.database, DATABASE);
+        assert_eq!(t.storage.clickhouse.database, "b");
         assert!(t.collector.zipkin_http.is_empty());
         assert_ne!(
             t.collector.otlp_grpc,

@@ -346,7 +346,8 @@ async fn measure(
     })
 }
 
-fn valid_database_name(name: &str) -> bool {
+/// Whether `name` is a plain identifier, safe to put in SQL unquoted.
+pub fn valid_database_name(name: &str) -> bool {
     !name.is_empty()
         && !name.starts_with(|c: char| c.is_ascii_digit())
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')

@@ -157,7 +157,7 @@ mod tests {
         assert_eq!(t.topics.dead_letter.partitions, 1);
         assert_eq!(t.topics.spans, Topology::default().topics.spans);
         assert_eq!(t.ingester.batch.max_rows, 5);
-        assert_eq!(t.ingester.batch.linger_ms, 1000);
+        assert_eq!(t.ingester.batch.linger_ms, 500);
         assert_eq!(t.ingester.workers, 4);
         assert_eq!(t.storage.retention_days, 7);
         assert_eq!(t.ingester.enrichment.tenant_header, "skein-tenant");

@@ -432,7 +432,8 @@ pub struct Batch {
     /// Flush once the batch holds this many bytes. Default 8 MiB.
     pub max_bytes: usize,
     /// Flush once the oldest row has waited this long, in milliseconds.
-    /// Default 1000, at most 60000.
+    /// Default 500 (with the time to fetch and insert, spans are found
+    /// about 1 s after the collector acknowledged them), at most 60000.
     pub linger_ms: u64,
 }
 
@@ -441,7 +442,7 @@ impl Default for Batch {
         Batch {
             max_rows: 10_000,
             max_bytes: 8 * 1024 * 1024,
-            linger_ms: 1_000,
+            linger_ms: 500,
         }
     }
 }
@@ -682,7 +683,7 @@ mod tests {
         assert_eq!(t.collector.publish_timeout(), Duration::from_secs(30));
         assert_eq!(t.ingester.workers, 4);
         assert_eq!(t.ingester.batch.max_bytes, 8 << 20);
-        assert_eq!(t.ingester.batch.linger(), Duration::from_secs(1));
+        assert_eq!(t.ingester.batch.linger(), Duration::from_millis(500));
         assert_eq!(t.query.http, "0.0.0.0:16686");
         assert_eq!(t.admin.http, "0.0.0.0:14269");
         assert_eq!(t.storage.clickhouse.url, "http://127.0.0.1:8123");

@@ -1,0 +1,105 @@
+//! `skein-bench pipeline`, small: the `skein` binary's collector, ingester
+//! and query processes on a broker of the bench's own, every stage run
+//! end to end. Nothing here is timed; it checks that the benchmark
+//! measures what it says: every accepted span written, every ceiling
+//! acknowledged in full, every probe found, CPU and memory read.
+//!
+//! Runs the `skein` binary that `make test` builds first
+//! (`cargo build -p skein`), against the local ClickHouse.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use skein_bench::loadgen::Protocol;
+use skein_bench::pipeline::{self, Args};
+use skein_tests::topology;
+
+fn skein_binary() -> Result<PathBuf> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target")));
+    let binary = target.join("debug/skein");
+    ensure!(
+        binary.exists(),
+        "{} is missing: build it first with `cargo build -p skein` (make test does)",
+        binary.display()
+    );
+    Ok(binary)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pipeline_benchmark_accounts_for_every_span() -> Result<()> {
+    let args = Args {
+        skein: Some(skein_binary()?),
+        protocol: Protocol::Grpc,
+        duration: Duration::from_secs(2),
+        concurrency: 2,
+        spans_per_request: 60,
+        attributes: 10,
+        attribute_bytes: 16,
+        spans_per_trace: 30,
+        e2e_rates: vec![300.0],
+        e2e_duration: Duration::from_secs(3),
+        probe_every: Duration::from_millis(250),
+        topology_broker: false,
+        database: format!("skein_test_bench_{}", std::process::id()),
+        work_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../data/test-bench")),
+        keep: false,
+        out: PathBuf::new(),
+    };
+    let r = pipeline::benchmark(topology("bench"), &args).await?;
+    print!("{}", pipeline::table(&r));
+
+    let c = &r.collector;
+    ensure!(c.spans_accepted > 0 && c.spans_not_accepted == 0, "{c:?}");
+    ensure!(c.cost.cpu_seconds > 0.0 && c.peak_rss_bytes > 0, "{c:?}");
+    // The ceilings handle the very traces the collector accepted.
+    let traces = c.spans_accepted / 30;
+    ensure!(
+        r.producer_ceiling.ceiling.items == traces,
+        "{:?}",
+        r.producer_ceiling
+    );
+    ensure!(
+        r.consumer_ceiling.ceiling.items == traces,
+        "{:?}",
+        r.consumer_ceiling
+    );
+    ensure!(r.message_bytes > 0.0);
+    // The ingester wrote exactly what was accepted, and the ClickHouse
+    // ceiling inserted the same rows again.
+    let i = &r.ingester;
+    ensure!(i.spans_written == c.spans_accepted, "{i:?} after {c:?}");
+    ensure!(i.batches > 0 && i.rows_per_batch > 0.0, "{i:?}");
+    ensure!(
+        r.clickhouse_ceiling.ceiling.items == i.spans_written,
+        "{:?}",
+        r.clickhouse_ceiling
+    );
+    // At a steady rate every probe was acknowledged and found.
+    let [e] = r.end_to_end.as_slice() else {
+        anyhow::bail!("one end-to-end stage expected: {:?}", r.end_to_end);
+    };
+    ensure!(
+        e.probes > 0 && e.probes_lost == 0 && e.probes_refused == 0,
+        "{e:?}"
+    );
+    let latency = e.latency.context("no end-to-end latency")?;
+    ensure!(
+        latency.count == e.probes && latency.p50_ms > 0.0,
+        "{latency:?}"
+    );
+    ensure!(e.ingester.spans >= e.collector.spans, "{e:?}");
+    ensure!(e.peak_rss_bytes.iter().all(|&b| b > 0), "{e:?}");
+
+    // The databases are gone afterwards.
+    let ch = &topology("bench").storage.clickhouse;
+    let left: u64 = skein_store::client(ch)
+        .query("SELECT count() FROM system.databases WHERE name LIKE ?")
+        .bind(format!("{}%", args.database))
+        .fetch_one()
+        .await?;
+    ensure!(left == 0, "{left} bench databases left behind");
+    Ok(())
+}
