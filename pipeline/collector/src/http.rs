@@ -116,8 +116,18 @@ async fn export(State(ingest): State<Ingest>, headers: HeaderMap, body: Bytes) -
             "collector is at its in-flight limit; retry later".to_owned(),
         );
     };
-    let decoded = match otlp::decode_request(&body, encoding) {
-        Ok(r) => r,
+    // Protobuf bodies are split by trace as they are; JSON is decoded.
+    let outcome = match encoding {
+        otlp::Encoding::Protobuf => ingest.publish_encoded("http", &body).await,
+        otlp::Encoding::Json => match otlp::decode_request(&body, encoding) {
+            Ok(decoded) => Ok(ingest
+                .publish("http", decoded.request.resource_spans, decoded.malformed)
+                .await),
+            Err(e) => Err(e),
+        },
+    };
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
         Err(e) => {
             return error(
                 StatusCode::BAD_REQUEST,
@@ -127,9 +137,6 @@ async fn export(State(ingest): State<Ingest>, headers: HeaderMap, body: Bytes) -
             )
         }
     };
-    let outcome = ingest
-        .publish("http", decoded.request.resource_spans, decoded.malformed)
-        .await;
     if outcome.failed > 0 {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,

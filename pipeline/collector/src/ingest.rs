@@ -93,6 +93,16 @@ impl Ingest {
             .publish(transport, resource_spans, malformed)
             .await
     }
+
+    /// Publishes the spans of an encoded OTLP export request (see
+    /// [`SpanPublisher::publish_encoded`]).
+    pub(crate) async fn publish_encoded(
+        &self,
+        transport: &'static str,
+        body: &[u8],
+    ) -> skein_model::Result<Outcome> {
+        self.publisher.publish_encoded(transport, body).await
+    }
 }
 
 /// Adds `Retry-After: 1` to a refusal the client should retry (429, 503).

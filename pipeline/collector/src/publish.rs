@@ -9,7 +9,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use skein_kafka::{Message, Publisher};
-use skein_model::{otlp, wire};
+use skein_model::{otlp, otlp_raw, wire};
 
 use crate::metrics as m;
 use crate::Result;
@@ -77,6 +77,31 @@ impl SpanPublisher {
         let started = Instant::now();
         let now = now_unix_nano();
         let split = otlp::split_by_trace(resource_spans, malformed, &self.limits, now);
+        self.publish_split(transport, started, now, split.into())
+            .await
+    }
+
+    /// Publishes the spans of an encoded OTLP export request, copying
+    /// each span's bytes rather than decoding it ([`otlp_raw`]); a body
+    /// that does not decode is an error, and nothing is published.
+    pub async fn publish_encoded(
+        &self,
+        transport: &'static str,
+        body: &[u8],
+    ) -> skein_model::Result<Outcome> {
+        let started = Instant::now();
+        let now = now_unix_nano();
+        let split = otlp_raw::split_encoded(body, &self.limits, now)?;
+        Ok(self.publish_split(transport, started, now, split).await)
+    }
+
+    async fn publish_split(
+        &self,
+        transport: &'static str,
+        started: Instant,
+        now: u64,
+        split: otlp_raw::EncodedSplit,
+    ) -> Outcome {
         let rejected = split.rejected_total();
         metrics::counter!(m::SPANS_RECEIVED, "transport" => transport)
             .increment((split.accepted + rejected) as u64);
@@ -96,10 +121,10 @@ impl SpanPublisher {
         let sizes: Vec<usize> = split.traces.iter().map(|t| t.spans).collect();
         let messages = split
             .traces
-            .iter()
+            .into_iter()
             .map(|t| Message {
                 key: wire::key(&t.trace_id),
-                value: wire::encode_value(&t.data),
+                value: t.value,
                 headers: vec![
                     (
                         wire::ENCODING_HEADER,

@@ -17,6 +17,7 @@ pub mod jaeger_in;
 pub mod jaeger_proto;
 pub mod jaeger_thrift;
 pub mod otlp;
+pub mod otlp_raw;
 pub mod wire;
 pub mod zipkin;
 

@@ -145,7 +145,7 @@ impl RejectReason {
         }
     }
 
-    fn describe(self) -> &'static str {
+    pub(crate) fn describe(self) -> &'static str {
         match self {
             Self::InvalidTraceId => "trace id must be 16 bytes and not all zero",
             Self::InvalidSpanId => "span id must be 8 bytes and not all zero",
@@ -211,7 +211,7 @@ pub const TRUNCATED_ATTRIBUTE: &str = "skein.truncated";
 
 impl Limits {
     /// Checks the span's start against the window around `now_unix_nano`.
-    fn check_time(&self, span: &Span, now_unix_nano: u64) -> Result<(), RejectReason> {
+    pub(crate) fn check_time(&self, span: &Span, now_unix_nano: u64) -> Result<(), RejectReason> {
         let start = span.start_time_unix_nano;
         if self.max_past_nano > 0 && start < now_unix_nano.saturating_sub(self.max_past_nano) {
             return Err(RejectReason::TooOld);
@@ -224,7 +224,7 @@ impl Limits {
 
     /// Trims the span to the limits; returns (items dropped, whether a value
     /// was truncated).
-    fn trim(&self, span: &mut Span) -> (usize, bool) {
+    pub(crate) fn trim(&self, span: &mut Span) -> (usize, bool) {
         let mut dropped = 0;
         let mut truncated = false;
         let mut attrs = |list: &mut Vec<KeyValue>, count: &mut u32| {

@@ -1,0 +1,975 @@
+//! Splitting an encoded OTLP export request by trace without decoding it.
+//!
+//! In: the protobuf bytes of an `ExportTraceServiceRequest` (OTLP/gRPC or
+//! OTLP/HTTP protobuf), the [`Limits`] and the time. Out: an
+//! [`EncodedSplit`]: one encoded `TracesData` per trace, ready to publish,
+//! with the same accounting as [`split_by_trace`].
+//!
+//! Decoding a request into owned structs (a `String` or `Vec` for every
+//! ID, name, key and value), then encoding each trace again, was most of
+//! the collector's CPU. Here spans are copied as the bytes they arrived as:
+//! one pass checks the whole request as prost would decode it (wire types
+//! of every known field, UTF-8 of every string, nesting), one pass reads
+//! each span's IDs, times and item counts, and each trace's message is
+//! assembled from slices of the request.
+//!
+//! Guarantees: the messages decode to what [`split_by_trace`] of the
+//! decoded request would publish, with the same spans accepted, rejected
+//! (by reason) and trimmed. A span the limits would trim (more items than
+//! allowed, or longer than the longest value allowed) is decoded, trimmed
+//! and encoded on its own; anything the fast path does not handle (groups,
+//! deep nesting, a request prost rejects) is handled by decoding the whole
+//! request with prost, so errors and edge cases are prost's.
+
+use std::collections::HashMap;
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use prost::Message;
+
+use crate::otlp::{split_by_trace, validate_span, Limits, Malformed, RejectReason, Split};
+use crate::Result;
+
+/// One trace's spans from one request, encoded as a `TracesData`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedGroup {
+    /// The trace ID shared by every span here.
+    pub trace_id: [u8; 16],
+    /// The `TracesData` protobuf: the message value.
+    pub value: Vec<u8>,
+    /// How many spans `value` holds.
+    pub spans: usize,
+}
+
+/// A request split by trace, each trace encoded.
+#[derive(Debug, Default)]
+pub struct EncodedSplit {
+    /// One group per trace, in order of first appearance.
+    pub traces: Vec<EncodedGroup>,
+    /// Spans accepted, over all groups.
+    pub accepted: usize,
+    /// Rejected spans, counted by reason.
+    pub rejected: HashMap<RejectReason, usize>,
+    /// A human-readable summary of the first rejection, for the client.
+    pub first_rejection: Option<String>,
+    /// Attributes, events and links dropped by the limits.
+    pub dropped: usize,
+    /// Spans with a value truncated by the limits.
+    pub truncated: usize,
+}
+
+impl EncodedSplit {
+    /// The total number of rejected spans.
+    pub fn rejected_total(&self) -> usize {
+        self.rejected.values().sum()
+    }
+}
+
+impl From<Split> for EncodedSplit {
+    fn from(split: Split) -> Self {
+        Self {
+            traces: split
+                .traces
+                .into_iter()
+                .map(|t| EncodedGroup {
+                    trace_id: t.trace_id,
+                    value: t.data.encode_to_vec(),
+                    spans: t.spans,
+                })
+                .collect(),
+            accepted: split.accepted,
+            rejected: split.rejected,
+            first_rejection: split.first_rejection,
+            dropped: split.dropped,
+            truncated: split.truncated,
+        }
+    }
+}
+
+/// Splits the encoded export request `body` by trace; see the module.
+pub fn split_encoded(body: &[u8], limits: &Limits, now_unix_nano: u64) -> Result<EncodedSplit> {
+    if let Some(split) = fast(body, limits, now_unix_nano) {
+        return Ok(split);
+    }
+    let request = ExportTraceServiceRequest::decode(body)?;
+    Ok(split_by_trace(
+        request.resource_spans,
+        Malformed::default(),
+        limits,
+        now_unix_nano,
+    )
+    .into())
+}
+
+// ---------------------------------------------------------------------------
+// Wire format.
+
+const VARINT: u8 = 0;
+const I64: u8 = 1;
+const LEN: u8 = 2;
+const I32: u8 = 5;
+
+/// One field of a message: its number, wire type, value bytes (`LEN`: the
+/// payload; others: the encoded scalar) and the whole field's bytes.
+struct Field<'a> {
+    number: u32,
+    wire: u8,
+    value: &'a [u8],
+    whole: &'a [u8],
+}
+
+fn varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut out = 0u64;
+    for shift in 0..10 {
+        let b = *buf.get(*pos)?;
+        *pos += 1;
+        if shift == 9 && b > 1 {
+            return None;
+        }
+        out |= u64::from(b & 0x7f) << (7 * shift);
+        if b < 0x80 {
+            return Some(out);
+        }
+    }
+    None
+}
+
+/// The fields of a message, in order; `None` on anything malformed or
+/// unhandled (groups).
+struct Fields<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = Option<Field<'a>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.pos >= self.buf.len() {
+            return None;
+        }
+        Some(self.field())
+    }
+}
+
+impl<'a> Fields<'a> {
+    fn of(buf: &'a [u8]) -> Self {
+        Self { buf, pos: 0 }
+    }
+
+    fn field(&mut self) -> Option<Field<'a>> {
+        let start = self.pos;
+        let key = varint(self.buf, &mut self.pos)?;
+        let number = u32::try_from(key >> 3).ok().filter(|&n| n > 0)?;
+        let wire = (key & 7) as u8;
+        let value_start;
+        match wire {
+            VARINT => {
+                value_start = self.pos;
+                varint(self.buf, &mut self.pos)?;
+            }
+            I64 => {
+                value_start = self.pos;
+                self.pos = self.pos.checked_add(8)?;
+            }
+            I32 => {
+                value_start = self.pos;
+                self.pos = self.pos.checked_add(4)?;
+            }
+            LEN => {
+                let len = usize::try_from(varint(self.buf, &mut self.pos)?).ok()?;
+                value_start = self.pos;
+                self.pos = self.pos.checked_add(len)?;
+            }
+            _ => return None,
+        }
+        if self.pos > self.buf.len() {
+            return None;
+        }
+        Some(Field {
+            number,
+            wire,
+            value: &self.buf[value_start..self.pos],
+            whole: &self.buf[start..self.pos],
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Checking a request as prost decodes it.
+
+/// What a known field holds.
+#[derive(Clone, Copy)]
+enum Kind {
+    Varint,
+    Fixed64,
+    Fixed32,
+    Bytes,
+    Str,
+    Msg(Schema),
+}
+
+/// A message type: its known fields.
+#[derive(Clone, Copy)]
+struct Schema(fn(u32) -> Option<Kind>);
+
+/// Deepest nesting checked (prost's limit is 100).
+const MAX_DEPTH: usize = 64;
+
+fn any_value(n: u32) -> Option<Kind> {
+    Some(match n {
+        1 => Kind::Str,
+        2 | 3 | 8 => Kind::Varint,
+        4 => Kind::Fixed64,
+        5 => Kind::Msg(Schema(array_value)),
+        6 => Kind::Msg(Schema(key_value_list)),
+        7 => Kind::Bytes,
+        _ => return None,
+    })
+}
+
+fn array_value(n: u32) -> Option<Kind> {
+    (n == 1).then_some(Kind::Msg(Schema(any_value)))
+}
+
+fn key_value_list(n: u32) -> Option<Kind> {
+    (n == 1).then_some(Kind::Msg(Schema(key_value)))
+}
+
+fn key_value(n: u32) -> Option<Kind> {
+    Some(match n {
+        1 => Kind::Str,
+        2 => Kind::Msg(Schema(any_value)),
+        3 => Kind::Varint,
+        _ => return None,
+    })
+}
+
+fn entity_ref(n: u32) -> Option<Kind> {
+    (1..=4).contains(&n).then_some(Kind::Str)
+}
+
+fn resource(n: u32) -> Option<Kind> {
+    Some(match n {
+        1 => Kind::Msg(Schema(key_value)),
+        2 => Kind::Varint,
+        3 => Kind::Msg(Schema(entity_ref)),
+        _ => return None,
+    })
+}
+
+fn scope(n: u32) -> Option<Kind> {
+    Some(match n {
+        1 | 2 => Kind::Str,
+        3 => Kind::Msg(Schema(key_value)),
+        4 => Kind::Varint,
+        _ => return None,
+    })
+}
+
+fn event(n: u32) -> Option<Kind> {
+    Some(match n {
+        1 => Kind::Fixed64,
+        2 => Kind::Str,
+        3 => Kind::Msg(Schema(key_value)),
+        4 => Kind::Varint,
+        _ => return None,
+    })
+}
+
+fn link(n: u32) -> Option<Kind> {
+    Some(match n {
+        1 | 2 => Kind::Bytes,
+        3 => Kind::Str,
+        4 => Kind::Msg(Schema(key_value)),
+        5 => Kind::Varint,
+        6 => Kind::Fixed32,
+        _ => return None,
+    })
+}
+
+fn status(n: u32) -> Option<Kind> {
+    Some(match n {
+        2 => Kind::Str,
+        3 => Kind::Varint,
+        _ => return None,
+    })
+}
+
+fn span(n: u32) -> Option<Kind> {
+    Some(match n {
+        1 | 2 | 4 => Kind::Bytes,
+        3 | 5 => Kind::Str,
+        6 | 10 | 12 | 14 => Kind::Varint,
+        7 | 8 => Kind::Fixed64,
+        9 => Kind::Msg(Schema(key_value)),
+        11 => Kind::Msg(Schema(event)),
+        13 => Kind::Msg(Schema(link)),
+        15 => Kind::Msg(Schema(status)),
+        16 => Kind::Fixed32,
+        _ => return None,
+    })
+}
+
+fn scope_spans(n: u32) -> Option<Kind> {
+    Some(match n {
+        1 => Kind::Msg(Schema(scope)),
+        2 => Kind::Msg(Schema(span)),
+        3 => Kind::Str,
+        _ => return None,
+    })
+}
+
+fn resource_spans(n: u32) -> Option<Kind> {
+    Some(match n {
+        1 => Kind::Msg(Schema(resource)),
+        2 => Kind::Msg(Schema(scope_spans)),
+        3 => Kind::Str,
+        _ => return None,
+    })
+}
+
+fn request(n: u32) -> Option<Kind> {
+    (n == 1).then_some(Kind::Msg(Schema(resource_spans)))
+}
+
+/// Whether prost decodes `buf` as a message of `schema`: every known field
+/// of its wire type, every string UTF-8 (unknown fields are skipped, as
+/// prost skips them).
+fn check(buf: &[u8], schema: Schema, depth: usize) -> bool {
+    if depth > MAX_DEPTH {
+        return false;
+    }
+    for field in Fields::of(buf) {
+        let Some(field) = field else { return false };
+        let Some(kind) = (schema.0)(field.number) else {
+            continue;
+        };
+        let ok = match kind {
+            Kind::Varint => field.wire == VARINT,
+            Kind::Fixed64 => field.wire == I64,
+            Kind::Fixed32 => field.wire == I32,
+            Kind::Bytes => field.wire == LEN,
+            Kind::Str => field.wire == LEN && std::str::from_utf8(field.value).is_ok(),
+            Kind::Msg(inner) => field.wire == LEN && check(field.value, inner, depth + 1),
+        };
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+// ---------------------------------------------------------------------------
+// Splitting.
+
+/// What the split needs of one span.
+#[derive(Default)]
+struct SpanView<'a> {
+    trace_id: &'a [u8],
+    span_id: &'a [u8],
+    parent_span_id: &'a [u8],
+    start: u64,
+    end: u64,
+    attributes: usize,
+    events: usize,
+    links: usize,
+    /// Most attributes of any event or link.
+    item_attributes: usize,
+}
+
+fn fixed64(value: &[u8]) -> u64 {
+    u64::from_le_bytes(value.try_into().unwrap_or_default())
+}
+
+fn count(buf: &[u8], number: u32) -> usize {
+    Fields::of(buf)
+        .flatten()
+        .filter(|f| f.number == number)
+        .count()
+}
+
+/// Reads a checked span (bytes fields: the last occurrence wins, as in prost).
+fn view(buf: &[u8]) -> SpanView<'_> {
+    let mut v = SpanView::default();
+    for f in Fields::of(buf).flatten() {
+        match f.number {
+            1 => v.trace_id = f.value,
+            2 => v.span_id = f.value,
+            4 => v.parent_span_id = f.value,
+            7 => v.start = fixed64(f.value),
+            8 => v.end = fixed64(f.value),
+            9 => v.attributes += 1,
+            11 => {
+                v.events += 1;
+                v.item_attributes = v.item_attributes.max(count(f.value, 3));
+            }
+            13 => {
+                v.links += 1;
+                v.item_attributes = v.item_attributes.max(count(f.value, 4));
+            }
+            _ => {}
+        }
+    }
+    v
+}
+
+impl SpanView<'_> {
+    /// The same check as [`validate_span`] of the decoded span, on the
+    /// bytes (no copies).
+    fn validate(&self) -> Result<(), RejectReason> {
+        if self.trace_id.len() != 16 || self.trace_id.iter().all(|b| *b == 0) {
+            return Err(RejectReason::InvalidTraceId);
+        }
+        if self.span_id.len() != 8 || self.span_id.iter().all(|b| *b == 0) {
+            return Err(RejectReason::InvalidSpanId);
+        }
+        if !self.parent_span_id.is_empty() && self.parent_span_id.len() != 8 {
+            return Err(RejectReason::InvalidParentSpanId);
+        }
+        if self.end < self.start {
+            return Err(RejectReason::EndBeforeStart);
+        }
+        Ok(())
+    }
+
+    /// Whether the limits leave the span as it is.
+    fn within(&self, limits: &Limits, len: usize) -> bool {
+        len <= limits.max_value_bytes
+            && self.attributes <= limits.max_attributes
+            && self.item_attributes <= limits.max_attributes
+            && self.events <= limits.max_events
+            && self.links <= limits.max_links
+    }
+}
+
+/// A span to publish: its bytes as received, or trimmed and re-encoded.
+enum SpanBytes<'a> {
+    Received(&'a [u8]),
+    Trimmed(Vec<u8>),
+}
+
+impl SpanBytes<'_> {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            SpanBytes::Received(b) => b,
+            SpanBytes::Trimmed(b) => b,
+        }
+    }
+}
+
+/// The fields of a message other than its repeated field 2, as received:
+/// those numbered before it and after it, so that the message is written
+/// back in field order, as prost writes it.
+#[derive(Clone, Default)]
+struct Header<'a> {
+    before: Vec<&'a [u8]>,
+    after: Vec<&'a [u8]>,
+}
+
+impl<'a> Header<'a> {
+    fn of(message: &'a [u8]) -> Self {
+        let mut header = Self::default();
+        for f in Fields::of(message).flatten() {
+            match f.number {
+                1 => header.before.push(f.whole),
+                2 => {}
+                _ => header.after.push(f.whole),
+            }
+        }
+        header
+    }
+
+    fn len(&self) -> usize {
+        self.before.iter().chain(&self.after).map(|h| h.len()).sum()
+    }
+}
+
+/// A scope of a group: the fields of its `ScopeSpans` and its spans.
+struct ScopeOut<'a> {
+    header: Header<'a>,
+    spans: Vec<SpanBytes<'a>>,
+}
+
+/// A resource of a group: the fields of its `ResourceSpans` and its scopes.
+struct ResourceOut<'a> {
+    header: Header<'a>,
+    scopes: Vec<ScopeOut<'a>>,
+}
+
+struct Group<'a> {
+    trace_id: [u8; 16],
+    resources: Vec<ResourceOut<'a>>,
+    spans: usize,
+    /// The (resource, scope) its last span came from.
+    last: (usize, usize),
+}
+
+fn len_varint(mut n: u64) -> usize {
+    let mut len = 1;
+    while n >= 0x80 {
+        n >>= 7;
+        len += 1;
+    }
+    len
+}
+
+fn put_varint(out: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        out.push((n as u8 & 0x7f) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+/// Length of a `LEN` field with a `len`-byte payload and a one-byte key.
+fn len_field(len: usize) -> usize {
+    1 + len_varint(len as u64) + len
+}
+
+impl Group<'_> {
+    fn encode(&self) -> Vec<u8> {
+        let scope_len = |s: &ScopeOut<'_>| {
+            s.header.len()
+                + s.spans
+                    .iter()
+                    .map(|b| len_field(b.bytes().len()))
+                    .sum::<usize>()
+        };
+        let resource_len = |r: &ResourceOut<'_>| {
+            r.header.len()
+                + r.scopes
+                    .iter()
+                    .map(|s| len_field(scope_len(s)))
+                    .sum::<usize>()
+        };
+        let total: usize = self
+            .resources
+            .iter()
+            .map(|r| len_field(resource_len(r)))
+            .sum();
+        let mut out = Vec::with_capacity(total);
+        for r in &self.resources {
+            // TracesData.resource_spans = 1
+            out.push(0x0a);
+            put_varint(&mut out, resource_len(r) as u64);
+            for h in &r.header.before {
+                out.extend_from_slice(h);
+            }
+            for s in &r.scopes {
+                // ResourceSpans.scope_spans = 2
+                out.push(0x12);
+                put_varint(&mut out, scope_len(s) as u64);
+                for h in &s.header.before {
+                    out.extend_from_slice(h);
+                }
+                for b in &s.spans {
+                    // ScopeSpans.spans = 2
+                    out.push(0x12);
+                    put_varint(&mut out, b.bytes().len() as u64);
+                    out.extend_from_slice(b.bytes());
+                }
+                for h in &s.header.after {
+                    out.extend_from_slice(h);
+                }
+            }
+            for h in &r.header.after {
+                out.extend_from_slice(h);
+            }
+        }
+        debug_assert_eq!(out.len(), total);
+        out
+    }
+}
+
+/// The split, when the fast path handles the request.
+fn fast(body: &[u8], limits: &Limits, now: u64) -> Option<EncodedSplit> {
+    if !check(body, Schema(request), 0) {
+        return None;
+    }
+    let mut split = EncodedSplit::default();
+    let mut groups: Vec<Group<'_>> = Vec::new();
+    let mut index: HashMap<[u8; 16], usize> = HashMap::new();
+    let resources = Fields::of(body).flatten().filter(|f| f.number == 1);
+    for (r, rs) in resources.enumerate() {
+        let rs_header = Header::of(rs.value);
+        let scopes = Fields::of(rs.value).flatten().filter(|f| f.number == 2);
+        for (s, ss) in scopes.enumerate() {
+            let ss_header = Header::of(ss.value);
+            let spans = Fields::of(ss.value).flatten().filter(|f| f.number == 2);
+            for (n, sp) in spans.enumerate() {
+                let v = view(sp.value);
+                let bytes = if v.within(limits, sp.value.len()) {
+                    let checked = v.validate().and_then(|()| {
+                        let probe = Span {
+                            start_time_unix_nano: v.start,
+                            ..Span::default()
+                        };
+                        limits.check_time(&probe, now)
+                    });
+                    if let Err(reason) = checked {
+                        reject(&mut split, reason, n, s, r);
+                        continue;
+                    }
+                    SpanBytes::Received(sp.value)
+                } else {
+                    let Ok(mut decoded) = Span::decode(sp.value) else {
+                        return None;
+                    };
+                    let checked =
+                        validate_span(&decoded).and_then(|()| limits.check_time(&decoded, now));
+                    if let Err(reason) = checked {
+                        reject(&mut split, reason, n, s, r);
+                        continue;
+                    }
+                    let (dropped, truncated) = limits.trim(&mut decoded);
+                    split.dropped += dropped;
+                    split.truncated += usize::from(truncated);
+                    SpanBytes::Trimmed(decoded.encode_to_vec())
+                };
+                let trace_id: [u8; 16] = v.trace_id.try_into().expect("validated");
+                let g = *index.entry(trace_id).or_insert_with(|| {
+                    groups.push(Group {
+                        trace_id,
+                        resources: Vec::new(),
+                        spans: 0,
+                        last: (usize::MAX, usize::MAX),
+                    });
+                    groups.len() - 1
+                });
+                let group = &mut groups[g];
+                if group.last.0 != r {
+                    group.resources.push(ResourceOut {
+                        header: rs_header.clone(),
+                        scopes: Vec::new(),
+                    });
+                }
+                let out = group.resources.last_mut().expect("pushed above");
+                if group.last != (r, s) {
+                    out.scopes.push(ScopeOut {
+                        header: ss_header.clone(),
+                        spans: Vec::new(),
+                    });
+                }
+                out.scopes
+                    .last_mut()
+                    .expect("pushed above")
+                    .spans
+                    .push(bytes);
+                group.spans += 1;
+                group.last = (r, s);
+                split.accepted += 1;
+            }
+        }
+    }
+    split.traces = groups
+        .iter()
+        .map(|g| EncodedGroup {
+            trace_id: g.trace_id,
+            value: g.encode(),
+            spans: g.spans,
+        })
+        .collect();
+    Some(split)
+}
+
+fn reject(split: &mut EncodedSplit, reason: RejectReason, n: usize, s: usize, r: usize) {
+    *split.rejected.entry(reason).or_default() += 1;
+    split.first_rejection.get_or_insert_with(|| {
+        format!(
+            "span {n} of scope {s} of resource {r} rejected: {}",
+            reason.describe()
+        )
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::common::v1::{
+        any_value::Value, AnyValue, ArrayValue, InstrumentationScope, KeyValue,
+    };
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Status, TracesData};
+
+    fn kv(key: &str, value: Value) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: Some(AnyValue { value: Some(value) }),
+            ..Default::default()
+        }
+    }
+
+    fn span(trace: u8, id: u8, attributes: usize) -> Span {
+        Span {
+            trace_id: vec![trace; 16],
+            span_id: vec![id; 8],
+            parent_span_id: if id > 1 { vec![1; 8] } else { Vec::new() },
+            name: format!("op {id} é"),
+            kind: 2,
+            start_time_unix_nano: 1_000 + u64::from(id),
+            end_time_unix_nano: 2_000 + u64::from(id),
+            attributes: (0..attributes)
+                .map(|i| kv(&format!("k{i}"), Value::StringValue(format!("value {i}"))))
+                .collect(),
+            events: vec![Event {
+                time_unix_nano: 1_500,
+                name: "exception".into(),
+                attributes: vec![kv("exception.message", Value::StringValue("boom".into()))],
+                ..Default::default()
+            }],
+            links: vec![Link {
+                trace_id: vec![9; 16],
+                span_id: vec![9; 8],
+                attributes: vec![kv(
+                    "n",
+                    Value::ArrayValue(ArrayValue {
+                        values: vec![AnyValue {
+                            value: Some(Value::IntValue(3)),
+                        }],
+                    }),
+                )],
+                ..Default::default()
+            }],
+            status: Some(Status {
+                code: 2,
+                message: "bad".into(),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn resource(service: &str, scopes: Vec<(&str, Vec<Span>)>) -> ResourceSpans {
+        ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", Value::StringValue(service.into()))],
+                ..Default::default()
+            }),
+            scope_spans: scopes
+                .into_iter()
+                .map(|(name, spans)| ScopeSpans {
+                    scope: Some(InstrumentationScope {
+                        name: name.into(),
+                        ..Default::default()
+                    }),
+                    spans,
+                    schema_url: "https://schema/1".into(),
+                })
+                .collect(),
+            schema_url: "https://schema/r".into(),
+        }
+    }
+
+    /// Interleaved traces over two resources and three scopes.
+    fn request() -> ExportTraceServiceRequest {
+        ExportTraceServiceRequest {
+            resource_spans: vec![
+                resource(
+                    "cart",
+                    vec![
+                        ("http", vec![span(1, 1, 3), span(2, 1, 0), span(1, 2, 2)]),
+                        ("db", vec![span(1, 3, 1), span(3, 1, 10)]),
+                    ],
+                ),
+                resource("pay", vec![("rpc", vec![span(2, 2, 4), span(1, 4, 0)])]),
+            ],
+        }
+    }
+
+    /// What the struct path publishes, decoded.
+    fn by_structs(
+        body: &[u8],
+        limits: &Limits,
+        now: u64,
+    ) -> (Vec<([u8; 16], TracesData, usize)>, EncodedSplit) {
+        let decoded = ExportTraceServiceRequest::decode(body).unwrap();
+        let split: EncodedSplit =
+            split_by_trace(decoded.resource_spans, Malformed::default(), limits, now).into();
+        (decoded_groups(&split), split)
+    }
+
+    fn decoded_groups(split: &EncodedSplit) -> Vec<([u8; 16], TracesData, usize)> {
+        split
+            .traces
+            .iter()
+            .map(|g| {
+                (
+                    g.trace_id,
+                    TracesData::decode(g.value.as_slice()).unwrap(),
+                    g.spans,
+                )
+            })
+            .collect()
+    }
+
+    fn assert_same(body: &[u8], limits: &Limits, now: u64) -> EncodedSplit {
+        let fast = fast(body, limits, now).expect("the fast path handles it");
+        let (expected, slow) = by_structs(body, limits, now);
+        assert_eq!(decoded_groups(&fast), expected);
+        assert_eq!(fast.accepted, slow.accepted);
+        assert_eq!(fast.rejected, slow.rejected);
+        assert_eq!(fast.first_rejection, slow.first_rejection);
+        assert_eq!(
+            (fast.dropped, fast.truncated),
+            (slow.dropped, slow.truncated)
+        );
+        fast
+    }
+
+    #[test]
+    fn groups_spans_by_trace_under_their_resources_and_scopes() {
+        let body = request().encode_to_vec();
+        let split = assert_same(&body, &Limits::default(), 0);
+        assert_eq!(split.traces.len(), 3);
+        assert_eq!(split.accepted, 7);
+        let spans: Vec<usize> = split.traces.iter().map(|t| t.spans).collect();
+        assert_eq!(spans, [4, 2, 1]);
+        // Untouched spans are copied as received: prost encodes the same bytes.
+        let (_, slow) = by_structs(&body, &Limits::default(), 0);
+        let values: Vec<&Vec<u8>> = slow.traces.iter().map(|t| &t.value).collect();
+        assert_eq!(
+            split.traces.iter().map(|t| &t.value).collect::<Vec<_>>(),
+            values
+        );
+    }
+
+    #[test]
+    fn invalid_and_out_of_window_spans_are_rejected_alone() {
+        let mut request = request();
+        let spans = &mut request.resource_spans[0].scope_spans[0].spans;
+        spans[0].trace_id = vec![0; 16];
+        spans[1].span_id = vec![1; 7];
+        spans[2].end_time_unix_nano = 1;
+        request.resource_spans[1].scope_spans[0].spans[0].parent_span_id = vec![1; 3];
+        let body = request.encode_to_vec();
+        let split = assert_same(&body, &Limits::default(), 0);
+        assert_eq!(split.rejected_total(), 4);
+        assert_eq!(split.accepted, 3);
+        assert!(split
+            .first_rejection
+            .unwrap()
+            .starts_with("span 0 of scope 0 of resource 0"));
+        // Time window: spans start at about 1 µs; "now" is 1 ms later.
+        let limits = Limits {
+            max_past_nano: 100,
+            ..Limits::default()
+        };
+        let split = assert_same(&request.encode_to_vec(), &limits, 1_000_000);
+        assert_eq!(split.accepted, 0);
+        assert_eq!(split.rejected[&RejectReason::TooOld], 3);
+    }
+
+    #[test]
+    fn spans_over_the_limits_are_trimmed_as_the_struct_path_trims_them() {
+        let mut request = request();
+        request.resource_spans[0].scope_spans[1].spans[0]
+            .attributes
+            .push(kv("long", Value::StringValue("x".repeat(100))));
+        let body = request.encode_to_vec();
+        for limits in [
+            Limits {
+                max_attributes: 2,
+                ..Limits::default()
+            },
+            Limits {
+                max_value_bytes: 50,
+                ..Limits::default()
+            },
+            Limits {
+                max_events: 0,
+                max_links: 0,
+                ..Limits::default()
+            },
+            Limits {
+                max_attributes: 0,
+                ..Limits::default()
+            },
+        ] {
+            let split = assert_same(&body, &limits, 0);
+            assert!(split.dropped + split.truncated > 0, "{limits:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_skipped_and_repeated_singular_fields_merge() {
+        let mut body = request().encode_to_vec();
+        // An unknown varint field (number 99) at the top level.
+        body.extend_from_slice(&[0x98, 0x06, 0x01]);
+        assert_same(&body, &Limits::default(), 0);
+        // A span whose trace_id appears twice: the last wins.
+        let mut s = span(5, 1, 1).encode_to_vec();
+        s.extend_from_slice(&[0x0a, 16]);
+        s.extend_from_slice(&[6; 16]);
+        let mut scope = Vec::new();
+        scope.push(0x12);
+        put_varint(&mut scope, s.len() as u64);
+        scope.extend_from_slice(&s);
+        let mut rs = vec![0x12];
+        put_varint(&mut rs, scope.len() as u64);
+        rs.extend_from_slice(&scope);
+        let mut req = vec![0x0a];
+        put_varint(&mut req, rs.len() as u64);
+        req.extend_from_slice(&rs);
+        let split = assert_same(&req, &Limits::default(), 0);
+        assert_eq!(split.traces[0].trace_id, [6; 16]);
+    }
+
+    #[test]
+    fn what_prost_rejects_is_an_error() {
+        // Invalid UTF-8 in a span name.
+        let mut request = request();
+        request.resource_spans[0].scope_spans[0].spans[0].name = "NAME".into();
+        let mut body = request.encode_to_vec();
+        let at = body.windows(4).position(|w| w == b"NAME").unwrap();
+        body[at] = 0xff;
+        assert!(fast(&body, &Limits::default(), 0).is_none());
+        assert!(split_encoded(&body, &Limits::default(), 0).is_err());
+        // A wrong wire type for a known field (start time as a varint).
+        let mut s = Vec::new();
+        s.extend_from_slice(&[0x38, 0x05]);
+        let mut req = vec![
+            0x0a,
+            (s.len() + 4) as u8,
+            0x12,
+            (s.len() + 2) as u8,
+            0x12,
+            s.len() as u8,
+        ];
+        req.extend_from_slice(&s);
+        assert!(fast(&req, &Limits::default(), 0).is_none());
+        assert!(split_encoded(&req, &Limits::default(), 0).is_err());
+        // Truncated input.
+        let body = request.encode_to_vec();
+        assert!(split_encoded(&body[..body.len() - 3], &Limits::default(), 0).is_err());
+        // An empty request is no spans.
+        let split = split_encoded(&[], &Limits::default(), 0).unwrap();
+        assert_eq!((split.accepted, split.traces.len()), (0, 0));
+    }
+
+    #[test]
+    fn deep_nesting_falls_back_to_prost() {
+        let mut value = AnyValue {
+            value: Some(Value::IntValue(1)),
+        };
+        for _ in 0..40 {
+            value = AnyValue {
+                value: Some(Value::ArrayValue(ArrayValue {
+                    values: vec![value],
+                })),
+            };
+        }
+        let mut request = request();
+        request.resource_spans[0].scope_spans[0].spans[0]
+            .attributes
+            .push(KeyValue {
+                key: "deep".into(),
+                value: Some(value),
+                ..Default::default()
+            });
+        let body = request.encode_to_vec();
+        assert!(fast(&body, &Limits::default(), 0).is_none());
+        let split = split_encoded(&body, &Limits::default(), 0).unwrap();
+        assert_eq!(split.accepted, 7);
+    }
+}
