@@ -21,7 +21,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use skein_bench::{loadgen, pipeline, query};
+use skein_bench::{loadgen, pipeline, query, split};
 use skein_config::Topology;
 
 // The load generator shares the machine with what it measures: the same
@@ -68,6 +68,10 @@ enum Command {
     /// the query API: fetch by trace ID, search by service, by service and
     /// tag, by duration range (p50, p99).
     Query(query::Args),
+    /// The collector's splitting of requests by trace, alone, in process
+    /// (prost decoding or as bytes): ns per span, or instruction counts
+    /// under callgrind.
+    Split(split::Args),
     /// Sends synthetic traces to a collector over OTLP/HTTP or OTLP/gRPC,
     /// at a fixed rate or as fast as accepted, and reports what was
     /// accepted and refused and the request latency.
@@ -105,8 +109,10 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<()> {
     // Load generation talks to a collector only: no topology needed.
-    if let Command::Loadgen(args) = cli.command {
-        return loadgen::main(args).await;
+    match cli.command {
+        Command::Loadgen(args) => return loadgen::main(args).await,
+        Command::Split(args) => return split::run(&args),
+        _ => {}
     }
     let topology = Topology::load(&cli.config)
         .map_err(|e| anyhow::anyhow!("{}: {e}", cli.config.display()))?;
@@ -138,6 +144,6 @@ async fn run(cli: Cli) -> Result<()> {
             println!("\nall results written to {}", all_out.display());
             Ok(())
         }
-        Command::Loadgen(_) => unreachable!("handled above"),
+        Command::Loadgen(_) | Command::Split(_) => unreachable!("handled above"),
     }
 }

@@ -350,7 +350,11 @@ fn check(buf: &[u8], schema: Schema, depth: usize) -> bool {
             Kind::Fixed64 => field.wire == I64,
             Kind::Fixed32 => field.wire == I32,
             Kind::Bytes => field.wire == LEN,
-            Kind::Str => field.wire == LEN && std::str::from_utf8(field.value).is_ok(),
+            // Most strings are ASCII, which is checked a word at a time.
+            Kind::Str => {
+                field.wire == LEN
+                    && (field.value.is_ascii() || std::str::from_utf8(field.value).is_ok())
+            }
             Kind::Msg(inner) => field.wire == LEN && check(field.value, inner, depth + 1),
         };
         if !ok {
