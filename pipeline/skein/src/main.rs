@@ -3,7 +3,7 @@
 //! In: `topology.yaml` (or `--config`), environment overrides, and the
 //! subcommand. Out: the role running until SIGINT or SIGTERM, with
 //! `/metrics` and `/health` on `admin.http`; or a one-shot administrative
-//! command (`validate`, `topics apply`, `schema apply`).
+//! command (`validate`, `topics apply`, `schema apply`, `schema print`).
 
 mod admin;
 mod dependencies;
@@ -105,6 +105,17 @@ enum TopicsAction {
 enum SchemaAction {
     /// Applies the ClickHouse migrations not applied yet.
     Apply,
+    /// Prints, without connecting, every statement `schema apply` sends to
+    /// an empty database on a server of the given version, then the TTLs
+    /// retention sets there (`storage.retention_days`).
+    Print {
+        /// The ClickHouse version to render for, e.g. 18.16 or 26.9.
+        #[arg(long)]
+        server_version: String,
+        /// The database; default: the topology's.
+        #[arg(long)]
+        database: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -165,6 +176,20 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             action: SchemaAction::Apply,
         } => {
             schema_apply(&topology).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Schema {
+            action:
+                SchemaAction::Print {
+                    server_version,
+                    database,
+                },
+        } => {
+            let database = database.unwrap_or_else(|| topology.storage.clickhouse.database.clone());
+            print!(
+                "{}",
+                schema_print(&server_version, &database, topology.storage.retention_days)?
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Lag { groups } => {
@@ -280,6 +305,60 @@ async fn topics_apply(topology: &Topology) -> Result<ExitCode> {
     })
 }
 
+/// The statements of `skein schema print`, each ended by `;`, under a
+/// comment naming what sends them.
+fn schema_print(server_version: &str, database: &str, retention_days: u32) -> Result<String> {
+    use skein_store::catalog;
+    use std::fmt::Write as _;
+    let version = skein_store::ServerVersion::parse(server_version)
+        .with_context(|| format!("--server-version {server_version}"))?;
+    let caps = skein_store::Capabilities::of(version);
+    let mut out = String::new();
+    let features = match (caps.modern, caps.insert_dedup_tokens) {
+        (false, _) => "legacy schema: plain types, no codecs, skip indexes or TTL",
+        (true, false) => "modern schema: LowCardinality, codecs, DateTime64, skip indexes, TTL",
+        (true, true) => {
+            "modern schema: LowCardinality, codecs, DateTime64, skip indexes, TTL, \
+             insert deduplication tokens"
+        }
+    };
+    writeln!(
+        out,
+        "-- skein schema for ClickHouse {} ({features}), database {database}",
+        caps.version.text
+    )?;
+    let mut origin = "";
+    for s in catalog::ddl(&caps, database) {
+        if s.origin != origin {
+            origin = s.origin;
+            writeln!(out, "\n-- {origin}")?;
+        }
+        writeln!(out, "{};", s.sql)?;
+    }
+    let retention = catalog::retention(&caps, database, retention_days);
+    if retention_days == 0 {
+        writeln!(
+            out,
+            "\n-- retention: storage.retention_days = 0, data is kept"
+        )?;
+    } else if retention.is_empty() {
+        writeln!(
+            out,
+            "\n-- retention: storage.retention_days = {retention_days}; this server has no TTL, \
+             so the ingester drops day partitions once they are older"
+        )?;
+    } else {
+        writeln!(
+            out,
+            "\n-- retention: storage.retention_days = {retention_days}"
+        )?;
+        for s in retention {
+            writeln!(out, "{};", s.sql)?;
+        }
+    }
+    Ok(out)
+}
+
 async fn schema_apply(topology: &Topology) -> Result<()> {
     let ch = &topology.storage.clickhouse;
     let applied = skein_store::schema::apply(&skein_store::client(ch), &ch.database)
@@ -392,5 +471,32 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::schema_print;
+
+    #[test]
+    fn schema_print_renders_for_the_version_asked() {
+        let modern = schema_print("26.9", "db1", 7).unwrap();
+        for present in [
+            "-- skein schema for ClickHouse 26.9 (modern schema",
+            "CREATE DATABASE IF NOT EXISTS db1;",
+            "-- 001_spans.sql\nCREATE TABLE IF NOT EXISTS db1.spans",
+            "tenant LowCardinality(String),",
+            "INDEX idx_trace_id trace_id TYPE bloom_filter(0.001) GRANULARITY 1",
+            "ALTER TABLE db1.span_index MODIFY SETTING non_replicated_deduplication_window = 1000;",
+            "ALTER TABLE db1.spans MODIFY TTL toDateTime(timestamp) + toIntervalDay(7);",
+        ] {
+            assert!(modern.contains(present), "{present} missing:\n{modern}");
+        }
+        let old = schema_print("18.16.1", "db1", 7).unwrap();
+        assert!(old.contains("CREATE TABLE IF NOT EXISTS db1.spans"));
+        for absent in ["LowCardinality", "TTL toDateTime", "MODIFY SETTING"] {
+            assert!(!old.contains(absent), "{absent} in:\n{old}");
+        }
+        assert!(schema_print("banana", "db1", 7).is_err());
     }
 }

@@ -30,6 +30,7 @@ use std::collections::{BTreeMap, HashSet};
 use clickhouse::Client;
 use serde::{Deserialize, Serialize};
 
+use crate::catalog::Sql;
 use crate::{Error, Result, SpanReader};
 
 /// One call between two services, as the aggregator derives it from a
@@ -68,7 +69,7 @@ impl DependencyWriter {
     pub fn new(client: Client, database: &str) -> Self {
         Self {
             client,
-            table: format!("{database}.dependency_links_in"),
+            table: links_table(database),
         }
     }
 
@@ -262,24 +263,8 @@ impl SpanReader {
         if from_unix_nano >= to_unix_nano {
             return Ok(Vec::new());
         }
-        let (from_s, to_s) = minute_range(from_unix_nano, to_unix_nano);
-        // FINAL merges each minute's rows as it reads them (in key order),
-        // so only one minute's set of link IDs is in memory at a time; a
-        // plain uniqExactMerge over the range would hold all of them.
-        let rows = self
-            .client
-            .query(&format!(
-                "SELECT parent, child, \
-                 sum(finalizeAggregation(calls)) AS call_count, \
-                 sum(finalizeAggregation(errors)) AS error_count, \
-                 arrayMap(x -> toFloat64(x), quantilesTDigestMerge(0.5, 0.95, 0.99)(latency)) AS latency \
-                 FROM {}.dependencies FINAL \
-                 WHERE minute >= toDateTime(?) AND minute < toDateTime(?) \
-                 GROUP BY parent, child ORDER BY parent, child",
-                self.database
-            ))
-            .bind(from_s)
-            .bind(to_s)
+        let rows = graph_sql(&self.database, from_unix_nano, to_unix_nano)
+            .prepare(&self.client)
             .fetch_all::<DependencyRow>()
             .await
             .map_err(|source| Error::ClickHouse {
@@ -319,21 +304,9 @@ impl SpanReader {
         if from >= to {
             return Ok(vec![TraceChunk::default()]);
         }
-        let (modulus, per_chunk) = sampling(traces_per_chunk);
-        let sample = self
-            .client
-            .query(&format!(
-                "SELECT DISTINCT trace_id FROM {}.trace_bounds \
-                 WHERE day >= toDate(toDateTime(?)) - 1 AND day <= toDate(toDateTime(?)) \
-                 AND last_start_unix_nano >= ? AND first_start_unix_nano < ? \
-                 AND cityHash64(trace_id) % {modulus} = 0 \
-                 ORDER BY trace_id",
-                self.database
-            ))
-            .bind(seconds(from))
-            .bind(seconds(to))
-            .bind(from)
-            .bind(to)
+        let (_, per_chunk) = sampling(traces_per_chunk);
+        let sample = trace_sample_sql(&self.database, from, to, traces_per_chunk)
+            .prepare(&self.client)
             .fetch_all::<String>()
             .await
             .map_err(|source| Error::ClickHouse {
@@ -359,29 +332,8 @@ impl SpanReader {
         if from >= to {
             return Ok(Vec::new());
         }
-        let (chunk_sql, chunk_args) = chunk_condition(chunk);
-        let db = &self.database;
-        // The chunk's traces with a span in the window, and the bounds of
-        // all their spans (rows of other batches may lie outside it).
-        let mut query = self.client.query(&format!(
-            "SELECT trace_id, min(first_start_unix_nano) AS first, \
-             max(last_start_unix_nano) AS last FROM {db}.trace_bounds \
-             WHERE day >= toDate(toDateTime(?)) - 1 AND day <= toDate(toDateTime(?)) + 1{chunk_sql} \
-             AND trace_id IN (SELECT trace_id FROM {db}.trace_bounds \
-             WHERE day >= toDate(toDateTime(?)) - 1 AND day <= toDate(toDateTime(?)) \
-             AND last_start_unix_nano >= ? AND first_start_unix_nano < ?{chunk_sql}) \
-             GROUP BY trace_id"
-        ));
-        let (from_s, to_s) = (seconds(from), seconds(to));
-        query = query.bind(from_s).bind(to_s);
-        for a in &chunk_args {
-            query = query.bind(a);
-        }
-        query = query.bind(from_s).bind(to_s).bind(from).bind(to);
-        for a in &chunk_args {
-            query = query.bind(a);
-        }
-        let bounds = query
+        let bounds = call_span_bounds_sql(&self.database, from, to, chunk)
+            .prepare(&self.client)
             .fetch_all::<TraceSpanBounds>()
             .await
             .map_err(|source| Error::ClickHouse {
@@ -397,20 +349,14 @@ impl SpanReader {
         let wanted: HashSet<&str> = bounds.iter().map(|b| b.trace_id.as_str()).collect();
         // One range of the primary key per partition; rows of traces not
         // wanted (no span in the window) are dropped as they come.
-        let mut query = self.client.query(&format!(
-            "SELECT trace_id, span_id, parent_span_id, service_name, span_kind, \
-             peer_service, error, start_unix_nano, duration_nano FROM {db}.spans \
-             WHERE timestamp >= toDateTime(?) AND timestamp <= toDateTime(?){chunk_sql}"
-        ));
-        query = query.bind(seconds(first)).bind(seconds(last) + 1);
-        for a in &chunk_args {
-            query = query.bind(a);
-        }
         let err = |source| Error::ClickHouse {
             op: "read spans of a chunk",
             source,
         };
-        let mut cursor = query.fetch::<CallSpanWire>().map_err(err)?;
+        let mut cursor = call_spans_sql(&self.database, first, last, chunk)
+            .prepare(&self.client)
+            .fetch::<CallSpanWire>()
+            .map_err(err)?;
         let mut traces: BTreeMap<String, Vec<CallSpanRow>> = BTreeMap::new();
         while let Some(row) = cursor.next().await.map_err(err)? {
             if !wanted.contains(row.trace_id.as_str()) {
@@ -435,6 +381,87 @@ impl SpanReader {
         }
         Ok(traces.into_iter().collect())
     }
+}
+
+/// The table dependency links are inserted into.
+pub(crate) fn links_table(database: &str) -> String {
+    format!("{database}.dependency_links_in")
+}
+
+/// The edges of the graph with calls in the minutes that start in
+/// `[from, to)` (ns; the minute of `from` whole).
+pub(crate) fn graph_sql(database: &str, from_unix_nano: u64, to_unix_nano: u64) -> Sql {
+    let (from_s, to_s) = minute_range(from_unix_nano, to_unix_nano);
+    // FINAL merges each minute's rows as it reads them (in key order), so
+    // only one minute's set of link IDs is in memory at a time; a plain
+    // uniqExactMerge over the range would hold all of them.
+    Sql::new(format!(
+        "SELECT parent, child, \
+         sum(finalizeAggregation(calls)) AS call_count, \
+         sum(finalizeAggregation(errors)) AS error_count, \
+         arrayMap(x -> toFloat64(x), quantilesTDigestMerge(0.5, 0.95, 0.99)(latency)) AS latency \
+         FROM {database}.dependencies FINAL \
+         WHERE minute >= toDateTime(?) AND minute < toDateTime(?) \
+         GROUP BY parent, child ORDER BY parent, child"
+    ))
+    .arg(from_s)
+    .arg(to_s)
+}
+
+/// A sample of the trace IDs with a span in `[from, to)`, sorted, for
+/// chunks of about `traces_per_chunk` traces.
+pub(crate) fn trace_sample_sql(database: &str, from: u64, to: u64, traces_per_chunk: usize) -> Sql {
+    let (modulus, _) = sampling(traces_per_chunk);
+    Sql::new(format!(
+        "SELECT DISTINCT trace_id FROM {database}.trace_bounds \
+         WHERE day >= toDate(toDateTime(?)) - 1 AND day <= toDate(toDateTime(?)) \
+         AND last_start_unix_nano >= ? AND first_start_unix_nano < ? \
+         AND cityHash64(trace_id) % {modulus} = 0 \
+         ORDER BY trace_id"
+    ))
+    .arg(seconds(from))
+    .arg(seconds(to))
+    .arg(from)
+    .arg(to)
+}
+
+/// The traces of `chunk` with a span in `[from, to)`, and the bounds of all
+/// their spans (rows of other batches may lie outside the window).
+pub(crate) fn call_span_bounds_sql(database: &str, from: u64, to: u64, chunk: &TraceChunk) -> Sql {
+    let (chunk_sql, chunk_args) = chunk_condition(chunk);
+    let (from_s, to_s) = (seconds(from), seconds(to));
+    Sql::new(format!(
+        "SELECT trace_id, min(first_start_unix_nano) AS first, \
+         max(last_start_unix_nano) AS last FROM {database}.trace_bounds \
+         WHERE day >= toDate(toDateTime(?)) - 1 AND day <= toDate(toDateTime(?)) + 1{chunk_sql} \
+         AND trace_id IN (SELECT trace_id FROM {database}.trace_bounds \
+         WHERE day >= toDate(toDateTime(?)) - 1 AND day <= toDate(toDateTime(?)) \
+         AND last_start_unix_nano >= ? AND first_start_unix_nano < ?{chunk_sql}) \
+         GROUP BY trace_id"
+    ))
+    .arg(from_s)
+    .arg(to_s)
+    .args(&chunk_args)
+    .arg(from_s)
+    .arg(to_s)
+    .arg(from)
+    .arg(to)
+    .args(&chunk_args)
+}
+
+/// The spans of `chunk` that started between `first` and `last` (ns, the
+/// bounds [`call_span_bounds_sql`] found), with only what links need: one
+/// range of the primary key per partition.
+pub(crate) fn call_spans_sql(database: &str, first: u64, last: u64, chunk: &TraceChunk) -> Sql {
+    let (chunk_sql, chunk_args) = chunk_condition(chunk);
+    Sql::new(format!(
+        "SELECT trace_id, span_id, parent_span_id, service_name, span_kind, \
+         peer_service, error, start_unix_nano, duration_nano FROM {database}.spans \
+         WHERE timestamp >= toDateTime(?) AND timestamp <= toDateTime(?){chunk_sql}"
+    ))
+    .arg(seconds(first))
+    .arg(seconds(last) + 1)
+    .args(&chunk_args)
 }
 
 #[cfg(test)]

@@ -14,8 +14,12 @@
 //! in for it (modern features on modern servers, plain types on old ones).
 //! A write returns only once ClickHouse has acknowledged the whole batch.
 //! Exact copies of a span are stored at most until the next merge and are
-//! never returned twice.
+//! never returned twice. Every statement sent is one that [`catalog`] lists
+//! for the server's version (`skein schema print` prints the schema's), and
+//! the same statements run on ClickHouse 18.16 and 26.9 alike
+//! (`tests/modern_clickhouse.rs`).
 
+pub mod catalog;
 pub mod decode;
 pub mod dependencies;
 pub mod enrich;
@@ -109,10 +113,15 @@ impl Error {
 /// The store's result.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// A query that fails unless the server answers and `table` exists.
+pub(crate) fn table_answers_sql(table: &str) -> catalog::Sql {
+    catalog::Sql::raw(format!("SELECT count() FROM {table} WHERE 0"))
+}
+
 /// Checks that the server answers and `table` exists.
 pub(crate) async fn table_answers(client: &clickhouse::Client, table: &str) -> Result<()> {
-    client
-        .query_raw(&format!("SELECT count() FROM {table} WHERE 0"))
+    table_answers_sql(table)
+        .prepare(client)
         .execute()
         .await
         .map_err(|source| Error::ClickHouse {

@@ -16,6 +16,7 @@ use clickhouse::Client;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use serde::Deserialize;
 
+use crate::catalog::{Arg, Sql};
 use crate::{Error, Result};
 
 /// Reads spans from one database.
@@ -68,12 +69,8 @@ struct Name {
 impl SpanReader {
     /// Every service that has stored spans, sorted.
     pub async fn services(&self) -> Result<Vec<String>> {
-        let rows = self
-            .client
-            .query(&format!(
-                "SELECT DISTINCT service_name AS name FROM {}.operations ORDER BY name",
-                self.database
-            ))
+        let rows = services_sql(&self.database)
+            .prepare(&self.client)
             .fetch_all::<Name>()
             .await
             .map_err(|source| Error::ClickHouse {
@@ -90,23 +87,8 @@ impl SpanReader {
         service: &str,
         span_kind: Option<&str>,
     ) -> Result<Vec<Operation>> {
-        let kind_filter = if span_kind.is_some() {
-            " AND span_kind = ?"
-        } else {
-            ""
-        };
-        let mut query = self
-            .client
-            .query(&format!(
-                "SELECT DISTINCT span_name AS name, span_kind FROM {}.operations \
-                 WHERE service_name = ?{kind_filter} ORDER BY name, span_kind",
-                self.database
-            ))
-            .bind(service);
-        if let Some(kind) = span_kind {
-            query = query.bind(kind);
-        }
-        query
+        operations_sql(&self.database, service, span_kind)
+            .prepare(&self.client)
             .fetch_all::<Operation>()
             .await
             .map_err(|source| Error::ClickHouse {
@@ -196,16 +178,8 @@ impl SpanReader {
         tenant: Option<&str>,
         found: &mut HashMap<String, FetchedTrace>,
     ) -> Result<()> {
-        let list = placeholders(ids.len());
-        let mut bounds = self.client.query(&format!(
-            "SELECT count() AS n, min(first_start_unix_nano) AS first, \
-             max(last_start_unix_nano) AS last FROM {}.trace_bounds WHERE trace_id IN ({list})",
-            self.database
-        ));
-        for id in ids {
-            bounds = bounds.bind(*id);
-        }
-        let bounds = bounds
+        let bounds = trace_bounds_sql(&self.database, ids)
+            .prepare(&self.client)
             .fetch_one::<Bounds>()
             .await
             .map_err(|source| Error::ClickHouse {
@@ -215,41 +189,20 @@ impl SpanReader {
         if bounds.n == 0 {
             return Ok(());
         }
-        // Whole seconds around the bounds, on the partition key's column.
-        let (from, to) = (
-            bounds.first / 1_000_000_000,
-            bounds.last / 1_000_000_000 + 1,
-        );
-        let tenant_filter = if tenant.is_some() {
-            " AND tenant = ?"
-        } else {
-            ""
-        };
-        // One row past the cap says the trace is longer than the cap.
-        let limit_by = match self.max_spans_per_trace {
-            0 => String::new(),
-            max => format!(" LIMIT {} BY trace_id", max + 1),
-        };
-        let mut query = self.client.query(&format!(
-            "SELECT trace_id, span FROM {}.spans WHERE trace_id IN ({list}) \
-             AND timestamp >= toDateTime(?) AND timestamp <= toDateTime(?){tenant_filter} \
-             ORDER BY trace_id, start_unix_nano, span_id{limit_by}",
-            self.database
-        ));
-        for id in ids {
-            query = query.bind(*id);
-        }
-        query = query.bind(from).bind(to);
-        if let Some(tenant) = tenant {
-            query = query.bind(tenant);
-        }
-        let rows = query
-            .fetch_all::<TraceSpan>()
-            .await
-            .map_err(|source| Error::ClickHouse {
-                op: "read traces",
-                source,
-            })?;
+        let rows = trace_spans_sql(
+            &self.database,
+            ids,
+            (bounds.first, bounds.last),
+            tenant,
+            self.max_spans_per_trace,
+        )
+        .prepare(&self.client)
+        .fetch_all::<TraceSpan>()
+        .await
+        .map_err(|source| Error::ClickHouse {
+            op: "read traces",
+            source,
+        })?;
         // A replayed or redelivered message stores its spans again; until
         // merges collapse them such rows are byte-for-byte equal, and they
         // collapse here. Spans that share a span ID but differ in anything
@@ -273,15 +226,9 @@ impl SpanReader {
     /// first (by their newest matching span), at most `query.limit` of them
     /// (all when 0).
     pub async fn search(&self, query: &TraceQuery) -> Result<Vec<String>> {
-        let (sql, args) = search_sql(&self.database, query);
-        let mut q = self.client.query(&sql);
-        for arg in args {
-            q = match arg {
-                Arg::Text(s) => q.bind(s),
-                Arg::Number(n) => q.bind(n),
-            };
-        }
-        q.fetch_all::<String>()
+        search_sql(&self.database, query)
+            .prepare(&self.client)
+            .fetch_all::<String>()
             .await
             .map_err(|source| Error::ClickHouse {
                 op: "search traces",
@@ -327,15 +274,75 @@ pub struct TraceQuery {
     pub tenant: Option<String>,
 }
 
-/// A bound value of a query, in the order of its `?`s.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Arg {
-    Text(String),
-    Number(u64),
+/// Every service with stored spans.
+pub(crate) fn services_sql(database: &str) -> Sql {
+    Sql::new(format!(
+        "SELECT DISTINCT service_name AS name FROM {database}.operations ORDER BY name"
+    ))
+}
+
+/// The operations of `service`, of one kind if given.
+pub(crate) fn operations_sql(database: &str, service: &str, span_kind: Option<&str>) -> Sql {
+    let kind_filter = if span_kind.is_some() {
+        " AND span_kind = ?"
+    } else {
+        ""
+    };
+    Sql::new(format!(
+        "SELECT DISTINCT span_name AS name, span_kind FROM {database}.operations \
+         WHERE service_name = ?{kind_filter} ORDER BY name, span_kind"
+    ))
+    .arg(service)
+    .args(span_kind)
+}
+
+/// How many rows `trace_bounds` has for the traces, and their first and
+/// last span start.
+pub(crate) fn trace_bounds_sql<S: AsRef<str>>(database: &str, ids: &[S]) -> Sql {
+    Sql::new(format!(
+        "SELECT count() AS n, min(first_start_unix_nano) AS first, \
+         max(last_start_unix_nano) AS last FROM {database}.trace_bounds WHERE trace_id IN ({})",
+        placeholders(ids.len())
+    ))
+    .args(ids.iter().map(AsRef::as_ref))
+}
+
+/// The spans of the traces, within `bounds` (first and last span start,
+/// ns), of one tenant if given, at most `max_spans_per_trace + 1` per trace
+/// unless 0.
+pub(crate) fn trace_spans_sql<S: AsRef<str>>(
+    database: &str,
+    ids: &[S],
+    bounds: (u64, u64),
+    tenant: Option<&str>,
+    max_spans_per_trace: usize,
+) -> Sql {
+    // Whole seconds around the bounds, on the partition key's column.
+    let (from, to) = (bounds.0 / 1_000_000_000, bounds.1 / 1_000_000_000 + 1);
+    let tenant_filter = if tenant.is_some() {
+        " AND tenant = ?"
+    } else {
+        ""
+    };
+    // One row past the cap says the trace is longer than the cap.
+    let limit_by = match max_spans_per_trace {
+        0 => String::new(),
+        max => format!(" LIMIT {} BY trace_id", max + 1),
+    };
+    Sql::new(format!(
+        "SELECT trace_id, span FROM {database}.spans WHERE trace_id IN ({}) \
+         AND timestamp >= toDateTime(?) AND timestamp <= toDateTime(?){tenant_filter} \
+         ORDER BY trace_id, start_unix_nano, span_id{limit_by}",
+        placeholders(ids.len())
+    ))
+    .args(ids.iter().map(AsRef::as_ref))
+    .arg(from)
+    .arg(to)
+    .args(tenant)
 }
 
 /// The SQL of a search and its bound values.
-fn search_sql(database: &str, q: &TraceQuery) -> (String, Vec<Arg>) {
+pub(crate) fn search_sql(database: &str, q: &TraceQuery) -> Sql {
     let mut sql = format!("SELECT trace_id FROM {database}.span_index WHERE service_name = ?");
     let mut args = vec![Arg::Text(q.service_name.clone())];
     let mut cond = |sql_part: &str, values: Vec<Arg>| {
@@ -399,14 +406,14 @@ fn search_sql(database: &str, q: &TraceQuery) -> (String, Vec<Arg>) {
     if q.limit > 0 {
         sql.push_str(&format!(" LIMIT {}", q.limit));
     }
-    (sql, args)
+    Sql::new(sql).args(args)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn query() -> TraceQuery {
+    fn base() -> TraceQuery {
         TraceQuery {
             service_name: "svc".into(),
             limit: 20,
@@ -416,21 +423,19 @@ mod tests {
 
     #[test]
     fn a_bare_search_filters_on_the_service_only() {
-        let (sql, args) = search_sql("db", &query());
+        let Sql {
+            template: sql,
+            args,
+            ..
+        } = search_sql("db", &base());
         assert_eq!(
             sql,
             "SELECT trace_id FROM db.span_index WHERE service_name = ? \
              GROUP BY trace_id ORDER BY max(start_unix_nano) DESC, trace_id LIMIT 20"
         );
         assert_eq!(args, [Arg::Text("svc".into())]);
-        let (unlimited, _) = search_sql(
-            "db",
-            &TraceQuery {
-                limit: 0,
-                ..query()
-            },
-        );
-        assert!(!unlimited.contains("LIMIT"), "{unlimited}");
+        let unlimited = search_sql("db", &TraceQuery { limit: 0, ..base() });
+        assert!(!unlimited.template.contains("LIMIT"), "{unlimited:?}");
     }
 
     #[test]
@@ -444,9 +449,13 @@ mod tests {
             start_max: 9_500_000_000,
             duration_min: Some(10),
             duration_max: Some(20),
-            ..query()
+            ..base()
         };
-        let (sql, args) = search_sql("db", &q);
+        let Sql {
+            template: sql,
+            args,
+            ..
+        } = search_sql("db", &q);
         assert_eq!(sql.matches('?').count(), args.len(), "{sql}");
         for part in [
             "tenant = ?",
@@ -469,9 +478,13 @@ mod tests {
     fn error_true_also_matches_spans_marked_as_errors() {
         let q = TraceQuery {
             tags: vec![("error".into(), "true".into())],
-            ..query()
+            ..base()
         };
-        let (sql, args) = search_sql("db", &q);
+        let Sql {
+            template: sql,
+            args,
+            ..
+        } = search_sql("db", &q);
         assert!(
             sql.contains("(error = 1 OR (has(attribute_keys, ?)"),
             "{sql}"

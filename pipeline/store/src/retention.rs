@@ -16,6 +16,7 @@
 use clickhouse::Client;
 use serde::Deserialize;
 
+use crate::catalog::Sql;
 use crate::schema::Capabilities;
 use crate::{Error, Result};
 
@@ -201,12 +202,8 @@ async fn apply_ttl(
     capabilities: &Capabilities,
     days: u32,
 ) -> Result<RetentionReport> {
-    let engines = client
-        .query(&format!(
-            "SELECT name, engine_full FROM system.tables WHERE database = ? AND name IN ({})",
-            table_list()
-        ))
-        .bind(database)
+    let engines = table_engines_sql(database)
+        .prepare(client)
         .fetch_all::<TableEngine>()
         .await
         .map_err(|source| Error::ClickHouse {
@@ -225,8 +222,8 @@ async fn apply_ttl(
         match ttl_statement(database, table, current, days, capabilities) {
             Ok(None) => {}
             Ok(Some(sql)) => {
-                client
-                    .query_raw(&sql)
+                Sql::raw(sql)
+                    .prepare(client)
                     .execute()
                     .await
                     .map_err(|source| Error::ClickHouse {
@@ -282,23 +279,16 @@ async fn drop_partitions(client: &Client, database: &str, days: u32) -> Result<R
     if days == 0 {
         return Ok(report);
     }
-    let cutoff = client
-        .query("SELECT toYYYYMMDD(today() - ?) AS day, toYYYYMM(today() - ?) AS month")
-        .bind(days)
-        .bind(days)
+    let cutoff = cutoff_sql(days)
+        .prepare(client)
         .fetch_one::<Cutoff>()
         .await
         .map_err(|source| Error::ClickHouse {
             op: "compute retention cutoff",
             source,
         })?;
-    let partitions = client
-        .query(&format!(
-            "SELECT DISTINCT table, partition_id FROM system.parts \
-             WHERE database = ? AND active AND table IN ({}) ORDER BY table, partition_id",
-            table_list()
-        ))
-        .bind(database)
+    let partitions = partitions_sql(database)
+        .prepare(client)
         .fetch_all::<Partition>()
         .await
         .map_err(|source| Error::ClickHouse {
@@ -310,13 +300,9 @@ async fn drop_partitions(client: &Client, database: &str, days: u32) -> Result<R
             if !expired(table.granularity, &p.partition_id, cutoff.day, cutoff.month) {
                 continue;
             }
-            // The ID is all digits (checked by `expired`), safe to quote.
-            let sql = format!(
-                "ALTER TABLE {database}.{} DROP PARTITION ID '{}'",
-                table.name, p.partition_id
-            );
-            client
-                .query_raw(&sql)
+            // The ID is all digits (checked by `expired`).
+            drop_partition_sql(database, table.name, &p.partition_id)
+                .prepare(client)
                 .execute()
                 .await
                 .map_err(|source| Error::ClickHouse {
@@ -327,6 +313,42 @@ async fn drop_partitions(client: &Client, database: &str, days: u32) -> Result<R
         }
     }
     Ok(report)
+}
+
+/// The engines (with their TTL) of the tables retention looks after.
+pub(crate) fn table_engines_sql(database: &str) -> Sql {
+    Sql::new(format!(
+        "SELECT name, engine_full FROM system.tables WHERE database = ? AND name IN ({})",
+        table_list()
+    ))
+    .arg(database)
+}
+
+/// The cutoff day (`YYYYMMDD`) and its month (`YYYYMM`) of a retention of
+/// `days` days.
+pub(crate) fn cutoff_sql(days: u32) -> Sql {
+    Sql::new("SELECT toYYYYMMDD(today() - ?) AS day, toYYYYMM(today() - ?) AS month")
+        .arg(days)
+        .arg(days)
+}
+
+/// The active partitions of the tables retention looks after.
+pub(crate) fn partitions_sql(database: &str) -> Sql {
+    Sql::new(format!(
+        "SELECT DISTINCT table, partition_id FROM system.parts \
+         WHERE database = ? AND active AND table IN ({}) ORDER BY table, partition_id",
+        table_list()
+    ))
+    .arg(database)
+}
+
+/// Drops one partition of `table`; the ID is quoted, so it must be a
+/// partition ID retention read (all digits).
+pub(crate) fn drop_partition_sql(database: &str, table: &str, partition_id: &str) -> Sql {
+    Sql::raw(format!(
+        "ALTER TABLE {database}.{table} DROP PARTITION ID '{}'",
+        partition_id.replace(['\\', '\''], "")
+    ))
 }
 
 #[cfg(test)]

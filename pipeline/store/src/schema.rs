@@ -13,6 +13,7 @@
 use clickhouse::Client;
 use serde::Deserialize;
 
+use crate::catalog::Sql;
 use crate::{Error, Result};
 
 /// One numbered migration.
@@ -53,7 +54,17 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "005_dependencies.sql",
         sql: include_str!("../../../schemas/clickhouse/005_dependencies.sql"),
     },
+    Migration {
+        version: 6,
+        name: "006_view_dedup_window.sql",
+        sql: include_str!("../../../schemas/clickhouse/006_view_dedup_window.sql"),
+    },
 ];
+
+/// The tables materialized views fill from `spans`: on servers with insert
+/// deduplication tokens they keep the same window as `spans` (migration
+/// 006), so that a batch repeated with its token is dropped from each.
+pub const VIEW_TARGETS: &[&str] = &["span_index", "trace_bounds", "operations"];
 
 /// How many recent insert deduplication tokens `spans` remembers on servers
 /// that have them ([`Capabilities::insert_dedup_tokens`]).
@@ -173,6 +184,22 @@ impl Capabilities {
                     String::new()
                 },
             ),
+            (
+                "dedup_window_views",
+                if self.insert_dedup_tokens {
+                    VIEW_TARGETS
+                        .iter()
+                        .map(|t| {
+                            format!(
+                                "ALTER TABLE {database}.{t} MODIFY SETTING \
+                                 non_replicated_deduplication_window = {DEDUP_WINDOW};\n"
+                            )
+                        })
+                        .collect()
+                } else {
+                    String::new()
+                },
+            ),
         ]
     }
 }
@@ -201,10 +228,15 @@ pub fn statements(sql: &str) -> Vec<String> {
         .collect()
 }
 
+/// `SELECT version()`.
+pub(crate) fn server_version_sql() -> Sql {
+    Sql::new("SELECT version()")
+}
+
 /// Reads the server's version.
 pub async fn server_version(client: &Client) -> Result<ServerVersion> {
-    let text: String = client
-        .query("SELECT version()")
+    let text: String = server_version_sql()
+        .prepare(client)
         .fetch_one()
         .await
         .map_err(|source| Error::ClickHouse {
@@ -228,34 +260,61 @@ struct AppliedRow {
     version: u32,
 }
 
+/// The database and the table that records applied migrations.
+pub(crate) fn setup_sql(database: &str) -> [Sql; 2] {
+    [
+        Sql::raw(format!("CREATE DATABASE IF NOT EXISTS {database}")),
+        Sql::raw(format!(
+            "CREATE TABLE IF NOT EXISTS {database}.schema_migrations \
+             (version UInt32, name String, server_version String, modern UInt8, \
+             applied_at DateTime DEFAULT now()) ENGINE = MergeTree ORDER BY version"
+        )),
+    ]
+}
+
+/// The versions of the migrations applied already.
+pub(crate) fn applied_sql(database: &str) -> Sql {
+    Sql::raw(format!(
+        "SELECT DISTINCT version FROM {database}.schema_migrations"
+    ))
+}
+
+/// The statements of migration `m` for a server with `capabilities`, then
+/// the row that records it.
+pub(crate) fn migration_sql(
+    m: &Migration,
+    capabilities: &Capabilities,
+    database: &str,
+) -> Vec<Sql> {
+    let mut out: Vec<Sql> = statements(&render(m.sql, capabilities, database))
+        .into_iter()
+        .map(Sql::raw)
+        .collect();
+    out.push(Sql::raw(format!(
+        "INSERT INTO {database}.schema_migrations (version, name, server_version, modern) \
+         VALUES ({}, '{}', '{}', {})",
+        m.version,
+        m.name,
+        capabilities.version.text.replace('\'', ""),
+        u8::from(capabilities.modern)
+    )));
+    out
+}
+
 /// Creates the database and applies every migration not applied yet.
 pub async fn apply(client: &Client, database: &str) -> Result<Applied> {
     let capabilities = Capabilities::of(server_version(client).await?);
-    let run = |name: &'static str, sql: String| async move {
-        client
-            .query_raw(&sql)
+    let run = |name: &'static str, sql: Sql| async move {
+        sql.prepare(client)
             .execute()
             .await
             .map_err(|source| Error::Migration { name, source })
     };
-    run(
-        "create database",
-        format!("CREATE DATABASE IF NOT EXISTS {database}"),
-    )
-    .await?;
-    run(
-        "create schema_migrations",
-        format!(
-            "CREATE TABLE IF NOT EXISTS {database}.schema_migrations \
-             (version UInt32, name String, server_version String, modern UInt8, \
-             applied_at DateTime DEFAULT now()) ENGINE = MergeTree ORDER BY version"
-        ),
-    )
-    .await?;
-    let done: Vec<u32> = client
-        .query_raw(&format!(
-            "SELECT DISTINCT version FROM {database}.schema_migrations"
-        ))
+    let [database_sql, migrations_table_sql] = setup_sql(database);
+    run("create database", database_sql).await?;
+    run("create schema_migrations", migrations_table_sql).await?;
+    let done: Vec<u32> = applied_sql(database)
+        .prepare(client)
         .fetch_all::<AppliedRow>()
         .await
         .map_err(|source| Error::ClickHouse {
@@ -267,21 +326,9 @@ pub async fn apply(client: &Client, database: &str) -> Result<Applied> {
         .collect();
     let mut applied = Vec::new();
     for m in MIGRATIONS.iter().filter(|m| !done.contains(&m.version)) {
-        for statement in statements(&render(m.sql, &capabilities, database)) {
+        for statement in migration_sql(m, &capabilities, database) {
             run(m.name, statement).await?;
         }
-        run(
-            m.name,
-            format!(
-                "INSERT INTO {database}.schema_migrations (version, name, server_version, modern) \
-                 VALUES ({}, '{}', '{}', {})",
-                m.version,
-                m.name,
-                capabilities.version.text.replace('\'', ""),
-                u8::from(capabilities.modern)
-            ),
-        )
-        .await?;
         tracing::info!(migration = m.name, server = %capabilities.version.text, modern = capabilities.modern, "applied clickhouse migration");
         applied.push(m.name);
     }
@@ -487,13 +534,38 @@ mod tests {
             for v in ["18.16.1", "26.1.1"] {
                 let sql = statements(&render(m.sql, &caps(v), "db1")).join("\n");
                 assert!(!sql.contains("{{"), "{} for {v}:\n{sql}", m.name);
-                assert!(sql.contains("db1."), "{}", m.name);
+                // Only the view targets' dedup window is for modern servers only.
+                if m.version != 6 || v != "18.16.1" {
+                    assert!(sql.contains("db1."), "{}", m.name);
+                }
             }
         }
         let versions: Vec<u32> = MIGRATIONS.iter().map(|m| m.version).collect();
         assert!(
             versions.windows(2).all(|w| w[0] < w[1]),
             "increasing: {versions:?}"
+        );
+    }
+
+    #[test]
+    fn view_targets_keep_a_dedup_window_only_where_tokens_exist() {
+        let m = &MIGRATIONS[5];
+        assert_eq!(m.name, "006_view_dedup_window.sql");
+        for v in ["18.16.1", "21.8.1"] {
+            assert!(
+                statements(&render(m.sql, &caps(v), "db1")).is_empty(),
+                "{v}"
+            );
+        }
+        let new = statements(&render(m.sql, &caps("22.2.1"), "db1"));
+        assert_eq!(
+            new,
+            VIEW_TARGETS
+                .iter()
+                .map(|t| format!(
+                    "ALTER TABLE db1.{t} MODIFY SETTING non_replicated_deduplication_window = 1000"
+                ))
+                .collect::<Vec<_>>()
         );
     }
 

@@ -10,10 +10,11 @@
 //! whether the same batch may be tried again. Rows whose
 //! `ingested_unix_nano` is 0 are stamped with the time of the write.
 //! [`SpanWriter::write_with_token`] makes a repeated batch with the same
-//! token a no-op on servers that keep deduplication tokens (22.2 and
-//! later); elsewhere the copies are written and collapse later (exact
-//! copies share the sorting key of the ReplacingMergeTree, and the reader
-//! drops them on read).
+//! token a no-op, in `spans` and in the tables its materialized views fill,
+//! on servers that keep deduplication tokens (22.2 and later); elsewhere
+//! the copies are written and collapse later (exact copies share the
+//! sorting key of the ReplacingMergeTree, and the reader drops them on
+//! read).
 
 use std::sync::Arc;
 
@@ -166,6 +167,26 @@ impl<'a> WireRow<'a> {
     }
 }
 
+/// The settings an insert of spans carries with the deduplication token
+/// `token`: deduplicated by the token, in `spans` and (migration 006) in
+/// the tables its materialized views fill, which ClickHouse 26 would
+/// otherwise fill again for a batch `spans` dropped as a repeat.
+pub fn token_settings(token: &str) -> [(&'static str, String); 3] {
+    [
+        ("insert_deduplicate", "1".to_owned()),
+        ("insert_deduplication_token", token.to_owned()),
+        (
+            "deduplicate_blocks_in_dependent_materialized_views",
+            "1".to_owned(),
+        ),
+    ]
+}
+
+/// The table spans are inserted into.
+pub(crate) fn table(database: &str) -> String {
+    format!("{database}.spans")
+}
+
 fn now_unix_nano() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -190,7 +211,7 @@ impl SpanWriter {
     pub fn new(client: Client, database: &str) -> Self {
         Self {
             client,
-            table: format!("{database}.spans"),
+            table: table(database),
             capabilities: Arc::new(OnceCell::new()),
         }
     }
@@ -250,9 +271,9 @@ impl SpanWriter {
             // let the caller retry.
             .with_timeouts(Some(WRITE_TIMEOUT), Some(WRITE_TIMEOUT));
         if let Some(token) = token {
-            insert = insert
-                .with_setting("insert_deduplicate", "1")
-                .with_setting("insert_deduplication_token", token);
+            for (name, value) in token_settings(token) {
+                insert = insert.with_setting(name, value);
+            }
         }
         let now = now_unix_nano();
         for row in batch {

@@ -1,0 +1,13 @@
+-- Insert deduplication for the tables the materialized views fill (issue 9).
+--
+-- On servers with insert deduplication tokens (22.2 and later) the ingester
+-- sends each batch with a token, so that a retried or replayed batch is a
+-- no-op; spans keeps a window of tokens since migration 001. ClickHouse 26
+-- (checked by tests/modern_clickhouse.rs) still runs the materialized views
+-- for a batch that spans dropped as a repeat, so span_index, trace_bounds
+-- and operations got its rows again. The writer now also sends
+-- deduplicate_blocks_in_dependent_materialized_views = 1 with a token, and
+-- these tables keep the same window, so a repeated batch is dropped from
+-- every table. Older servers have no tokens: the placeholder renders to no
+-- statement there.
+{{dedup_window_views}}
