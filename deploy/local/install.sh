@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Installs what the local stack needs and skips what is already there:
 #   - Debian packages: build deps of librdkafka (built from source by the
-#     rdkafka crate), curl, ClickHouse server and client, and chromium (the
-#     headless browser tests/ui.rs drives);
+#     rdkafka crate), curl, ClickHouse server and client, chromium (the
+#     headless browser tests/ui.rs drives), and python3 with venv (the
+#     virtualenvs of the OpenTelemetry Python SDK and of chdb, ClickHouse 26
+#     in-process, that tests/otel_python.rs and tests/modern_clickhouse.rs
+#     install from PyPI);
 #   - the tansu Kafka broker, via cargo install (about 10 minutes on 2 cores).
 # Safe to re-run: a machine that has everything gets no apt-get and no cargo.
 set -euo pipefail
 # shellcheck source=deploy/local/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-APT_PACKAGES=(cmake pkg-config libssl-dev libsasl2-dev libcurl4-openssl-dev zlib1g-dev curl clickhouse-server clickhouse-client chromium)
+APT_PACKAGES=(cmake pkg-config libssl-dev libsasl2-dev libcurl4-openssl-dev zlib1g-dev curl clickhouse-server clickhouse-client chromium python3 python3-venv)
 TANSU_FEATURES="dynostore,libsql"
 
 installed() {
