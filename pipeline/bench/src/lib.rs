@@ -10,6 +10,7 @@ pub mod machine;
 pub mod pipeline;
 pub mod process;
 pub mod query;
+pub mod rows;
 pub mod split;
 pub mod stats;
 pub mod synth;

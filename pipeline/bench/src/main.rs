@@ -21,7 +21,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use skein_bench::{loadgen, pipeline, query, split};
+use skein_bench::{loadgen, pipeline, query, rows, split};
 use skein_config::Topology;
 
 // The load generator shares the machine with what it measures: the same
@@ -72,6 +72,9 @@ enum Command {
     /// (prost decoding or as bytes): ns per span, or instruction counts
     /// under callgrind.
     Split(split::Args),
+    /// The ingester's decoding of messages into enriched rows, alone, in
+    /// process: ns per span, or instruction counts under callgrind.
+    Rows(rows::Args),
     /// Sends synthetic traces to a collector over OTLP/HTTP or OTLP/gRPC,
     /// at a fixed rate or as fast as accepted, and reports what was
     /// accepted and refused and the request latency.
@@ -112,6 +115,7 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Loadgen(args) => return loadgen::main(args).await,
         Command::Split(args) => return split::run(&args),
+        Command::Rows(args) => return rows::run(&args),
         _ => {}
     }
     let topology = Topology::load(&cli.config)
@@ -144,6 +148,8 @@ async fn run(cli: Cli) -> Result<()> {
             println!("\nall results written to {}", all_out.display());
             Ok(())
         }
-        Command::Loadgen(_) | Command::Split(_) => unreachable!("handled above"),
+        Command::Loadgen(_) | Command::Split(_) | Command::Rows(_) => {
+            unreachable!("handled above")
+        }
     }
 }

@@ -9,7 +9,7 @@
 
 use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::{
-    span::SpanKind, ResourceSpans, ScopeSpans, TracesData,
+    span::SpanKind, ResourceSpans, ScopeSpans, Span, TracesData,
 };
 use prost::Message;
 
@@ -136,16 +136,7 @@ fn flatten_with(data: &TracesData, full: bool) -> Vec<FlatSpan> {
                         keys.push(kv.key.clone());
                         values.push(value_text(kv.value.as_ref()));
                     }
-                    encoded = ResourceSpans {
-                        resource: rs.resource.clone(),
-                        schema_url: rs.schema_url.clone(),
-                        scope_spans: vec![ScopeSpans {
-                            scope: ss.scope.clone(),
-                            schema_url: ss.schema_url.clone(),
-                            spans: vec![span.clone()],
-                        }],
-                    }
-                    .encode_to_vec();
+                    encoded = encode_one(rs, ss, span);
                 }
                 out.push(FlatSpan {
                     trace_id: hex::encode(&span.trace_id),
@@ -169,6 +160,52 @@ fn flatten_with(data: &TracesData, full: bool) -> Vec<FlatSpan> {
     out
 }
 
+/// The `ResourceSpans` of `rs` holding only `span` of `ss`, encoded: the
+/// bytes prost writes for it, without cloning the resource, scope and span
+/// into a message of their own first (most of the ingester's allocations).
+fn encode_one(rs: &ResourceSpans, ss: &ScopeSpans, span: &Span) -> Vec<u8> {
+    use prost::encoding::{
+        encode_key, encode_varint, encoded_len_varint, message, string, WireType,
+    };
+    // Fields in number order, defaults left out, as prost encodes them.
+    let scope_len = ss.scope.as_ref().map_or(0, |s| message::encoded_len(1, s))
+        + message::encoded_len(2, span)
+        + if ss.schema_url.is_empty() {
+            0
+        } else {
+            string::encoded_len(3, &ss.schema_url)
+        };
+    let total = rs
+        .resource
+        .as_ref()
+        .map_or(0, |r| message::encoded_len(1, r))
+        + 1
+        + encoded_len_varint(scope_len as u64)
+        + scope_len
+        + if rs.schema_url.is_empty() {
+            0
+        } else {
+            string::encoded_len(3, &rs.schema_url)
+        };
+    let mut out = Vec::with_capacity(total);
+    if let Some(resource) = &rs.resource {
+        message::encode(1, resource, &mut out);
+    }
+    encode_key(2, WireType::LengthDelimited, &mut out);
+    encode_varint(scope_len as u64, &mut out);
+    if let Some(scope) = &ss.scope {
+        message::encode(1, scope, &mut out);
+    }
+    message::encode(2, span, &mut out);
+    if !ss.schema_url.is_empty() {
+        string::encode(3, &ss.schema_url, &mut out);
+    }
+    if !rs.schema_url.is_empty() {
+        string::encode(3, &rs.schema_url, &mut out);
+    }
+    out
+}
+
 /// Decodes the `encoded` column of one flattened span.
 pub fn unflatten(encoded: &[u8]) -> Result<ResourceSpans> {
     Ok(ResourceSpans::decode(encoded)?)
@@ -179,7 +216,7 @@ mod tests {
     use super::*;
     use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
     use opentelemetry_proto::tonic::resource::v1::Resource;
-    use opentelemetry_proto::tonic::trace::v1::{span::Event, Span, Status};
+    use opentelemetry_proto::tonic::trace::v1::{span::Event, Status};
 
     fn kv(key: &str, value: Value) -> KeyValue {
         KeyValue {
@@ -250,6 +287,43 @@ mod tests {
             f.attribute_values,
             ["123", "72.5", "true", "AAAwOQ==", "svc", "v"]
         );
+    }
+
+    #[test]
+    fn the_encoded_span_is_what_prost_writes_for_it() {
+        let mut data = sample();
+        let rs = &mut data.resource_spans[0];
+        let mut second = rs.scope_spans[0].spans[0].clone();
+        second.span_id = vec![3; 8];
+        rs.scope_spans[0].spans.push(second);
+        rs.scope_spans[0].schema_url = "scope-schema".into();
+        for (resource, scope) in [(true, true), (false, true), (true, false), (false, false)] {
+            let mut data = data.clone();
+            let rs = &mut data.resource_spans[0];
+            if !resource {
+                rs.resource = None;
+                rs.schema_url.clear();
+            }
+            if !scope {
+                rs.scope_spans[0].scope = None;
+                rs.scope_spans[0].schema_url.clear();
+            }
+            let flat = flatten(&data);
+            let rs = &data.resource_spans[0];
+            for (f, span) in flat.iter().zip(&rs.scope_spans[0].spans) {
+                let expected = ResourceSpans {
+                    resource: rs.resource.clone(),
+                    schema_url: rs.schema_url.clone(),
+                    scope_spans: vec![ScopeSpans {
+                        scope: rs.scope_spans[0].scope.clone(),
+                        schema_url: rs.scope_spans[0].schema_url.clone(),
+                        spans: vec![span.clone()],
+                    }],
+                }
+                .encode_to_vec();
+                assert_eq!(f.encoded, expected, "resource {resource}, scope {scope}");
+            }
+        }
     }
 
     #[test]
