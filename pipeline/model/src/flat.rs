@@ -8,9 +8,7 @@
 //! that went in, whatever the attribute types.
 
 use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
-use opentelemetry_proto::tonic::trace::v1::{
-    span::SpanKind, ResourceSpans, ScopeSpans, Span, TracesData,
-};
+use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, ResourceSpans, Span, TracesData};
 use prost::Message;
 
 use crate::Result;
@@ -114,7 +112,9 @@ fn flatten_with(data: &TracesData, full: bool) -> Vec<FlatSpan> {
             .map(|r| r.attributes.as_slice())
             .unwrap_or(&[]);
         let service = service_name(resource_attrs).unwrap_or(UNKNOWN_SERVICE);
+        let rs_around = full.then(|| Around::of(rs.resource.as_ref(), &rs.schema_url));
         for ss in &rs.scope_spans {
+            let ss_around = full.then(|| Around::of(ss.scope.as_ref(), &ss.schema_url));
             let scope_attrs = ss
                 .scope
                 .as_ref()
@@ -136,7 +136,9 @@ fn flatten_with(data: &TracesData, full: bool) -> Vec<FlatSpan> {
                         keys.push(kv.key.clone());
                         values.push(value_text(kv.value.as_ref()));
                     }
-                    encoded = encode_one(rs, ss, span);
+                    if let (Some(r), Some(s)) = (&rs_around, &ss_around) {
+                        encoded = encode_one(r, s, span);
+                    }
                 }
                 out.push(FlatSpan {
                     trace_id: hex::encode(&span.trace_id),
@@ -160,49 +162,48 @@ fn flatten_with(data: &TracesData, full: bool) -> Vec<FlatSpan> {
     out
 }
 
-/// The `ResourceSpans` of `rs` holding only `span` of `ss`, encoded: the
-/// bytes prost writes for it, without cloning the resource, scope and span
-/// into a message of their own first (most of the ingester's allocations).
-fn encode_one(rs: &ResourceSpans, ss: &ScopeSpans, span: &Span) -> Vec<u8> {
-    use prost::encoding::{
-        encode_key, encode_varint, encoded_len_varint, message, string, WireType,
-    };
-    // Fields in number order, defaults left out, as prost encodes them.
-    let scope_len = ss.scope.as_ref().map_or(0, |s| message::encoded_len(1, s))
-        + message::encoded_len(2, span)
-        + if ss.schema_url.is_empty() {
-            0
-        } else {
-            string::encoded_len(3, &ss.schema_url)
+/// The fields of a `ResourceSpans` or `ScopeSpans` around its spans,
+/// encoded once for all of its spans: field 1 (resource or scope) and
+/// field 3 (schema URL), as prost writes them (left out when default).
+struct Around {
+    first: Vec<u8>,
+    schema_url: Vec<u8>,
+}
+
+impl Around {
+    fn of<M: Message>(first: Option<&M>, schema_url: &str) -> Self {
+        use prost::encoding::{message, string};
+        let mut out = Self {
+            first: Vec::new(),
+            schema_url: Vec::new(),
         };
-    let total = rs
-        .resource
-        .as_ref()
-        .map_or(0, |r| message::encoded_len(1, r))
-        + 1
-        + encoded_len_varint(scope_len as u64)
-        + scope_len
-        + if rs.schema_url.is_empty() {
-            0
-        } else {
-            string::encoded_len(3, &rs.schema_url)
-        };
-    let mut out = Vec::with_capacity(total);
-    if let Some(resource) = &rs.resource {
-        message::encode(1, resource, &mut out);
+        if let Some(m) = first {
+            message::encode(1, m, &mut out.first);
+        }
+        if !schema_url.is_empty() {
+            string::encode(3, &schema_url.to_owned(), &mut out.schema_url);
+        }
+        out
     }
+}
+
+/// The `ResourceSpans` holding only `span`, under the resource and scope
+/// `rs` and `ss` hold encoded: the bytes prost writes for it, without
+/// cloning the resource, scope and span into a message of their own or
+/// encoding the resource and scope again for every span.
+fn encode_one(rs: &Around, ss: &Around, span: &Span) -> Vec<u8> {
+    use prost::encoding::{encode_key, encode_varint, encoded_len_varint, message, WireType};
+    let scope_len = ss.first.len() + message::encoded_len(2, span) + ss.schema_url.len();
+    let total =
+        rs.first.len() + 1 + encoded_len_varint(scope_len as u64) + scope_len + rs.schema_url.len();
+    let mut out = Vec::with_capacity(total);
+    out.extend_from_slice(&rs.first);
     encode_key(2, WireType::LengthDelimited, &mut out);
     encode_varint(scope_len as u64, &mut out);
-    if let Some(scope) = &ss.scope {
-        message::encode(1, scope, &mut out);
-    }
+    out.extend_from_slice(&ss.first);
     message::encode(2, span, &mut out);
-    if !ss.schema_url.is_empty() {
-        string::encode(3, &ss.schema_url, &mut out);
-    }
-    if !rs.schema_url.is_empty() {
-        string::encode(3, &rs.schema_url, &mut out);
-    }
+    out.extend_from_slice(&ss.schema_url);
+    out.extend_from_slice(&rs.schema_url);
     out
 }
 
@@ -216,7 +217,7 @@ mod tests {
     use super::*;
     use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
     use opentelemetry_proto::tonic::resource::v1::Resource;
-    use opentelemetry_proto::tonic::trace::v1::{span::Event, Status};
+    use opentelemetry_proto::tonic::trace::v1::{span::Event, ScopeSpans, Status};
 
     fn kv(key: &str, value: Value) -> KeyValue {
         KeyValue {
