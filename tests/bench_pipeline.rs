@@ -15,23 +15,10 @@ use skein_bench::loadgen::Protocol;
 use skein_bench::pipeline::{self, Args};
 use skein_tests::topology;
 
-fn skein_binary() -> Result<PathBuf> {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target")));
-    let binary = target.join("debug/skein");
-    ensure!(
-        binary.exists(),
-        "{} is missing: build it first with `cargo build -p skein` (make test does)",
-        binary.display()
-    );
-    Ok(binary)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pipeline_benchmark_accounts_for_every_span() -> Result<()> {
     let args = Args {
-        skein: Some(skein_binary()?),
+        skein: Some(skein_tests::skein_debug_binary()?),
         protocol: Protocol::Grpc,
         duration: Duration::from_secs(2),
         concurrency: 2,

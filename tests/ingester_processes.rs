@@ -15,19 +15,6 @@ use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(120);
 
-fn skein_binary() -> Result<PathBuf> {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target")));
-    let binary = target.join("debug/skein");
-    ensure!(
-        binary.exists(),
-        "{} is missing: build it first with `cargo build -p skein` (make test does)",
-        binary.display()
-    );
-    Ok(binary)
-}
-
 fn start_ingester(binary: &PathBuf, config: &PathBuf, log: &str, admin: &str) -> Result<Child> {
     let log = std::fs::File::create(config.with_file_name(log))?;
     Command::new(binary)
@@ -141,7 +128,7 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_ingester_hands_its_partitions_to_the_survivor_and_nothing_is_lost() -> Result<()>
 {
-    let binary = skein_binary()?;
+    let binary = skein_tests::skein_debug_binary()?;
     let mut t = topology("processes");
     t.ingester.workers = 1;
     t.topics.spans.partitions = 6;
@@ -265,7 +252,7 @@ async fn a_killed_ingester_hands_its_partitions_to_the_survivor_and_nothing_is_l
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_writes_the_open_batches_and_commits_them() -> Result<()> {
-    let binary = skein_binary()?;
+    let binary = skein_tests::skein_debug_binary()?;
     let mut t = topology("sigterm");
     t.topics.spans.partitions = 6;
     // Batches stay open far longer than the test: only shutdown writes them.
@@ -342,7 +329,7 @@ async fn sigterm_writes_the_open_batches_and_commits_them() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_partition_s_open_batch_is_dropped_uncommitted_and_its_new_owner_stores_it(
 ) -> Result<()> {
-    let binary = skein_binary()?;
+    let binary = skein_tests::skein_debug_binary()?;
     let mut t = topology("revoke");
     t.topics.spans.partitions = 6;
     skein_kafka::admin::apply_topics(&t).await?;

@@ -388,6 +388,62 @@ pub fn conformance_query_time(text: &str) -> Result<u64> {
     let nanos: u64 = format!("{fraction:0<9}")[..9].parse()?;
     Ok(day * DAY_NS + ((h * 60 + m) * 60 + whole.parse::<u64>()?) * 1_000_000_000 + nanos)
 }
+/// A tag value of a conformance query as text, whatever its JSON type.
+fn tag_text(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The search of one case of the conformance `queries.json`.
+pub fn conformance_trace_query(case: &serde_json::Value) -> Result<skein_store::TraceQuery> {
+    let q = &case["Query"];
+    let text = |key: &str| q[key].as_str().unwrap_or_default().to_owned();
+    let nanos = |key: &str| q[key].as_u64().filter(|&n| n > 0);
+    Ok(skein_store::TraceQuery {
+        service_name: text("ServiceName"),
+        operation_name: Some(text("OperationName")).filter(|s| !s.is_empty()),
+        span_kind: None,
+        tags: q["Tags"]
+            .as_object()
+            .map(|tags| tags.iter().map(|(k, v)| (k.clone(), tag_text(v))).collect())
+            .unwrap_or_default(),
+        start_min: conformance_query_time(&text("StartTimeMin"))?,
+        start_max: conformance_query_time(&text("StartTimeMax"))?,
+        duration_min: nanos("DurationMin"),
+        duration_max: nanos("DurationMax"),
+        limit: usize::try_from(q["NumTraces"].as_u64().unwrap_or(20))?,
+        tenant: None,
+    })
+}
+
+/// Runs `cmd`; its trimmed stdout, or an error with its output.
+pub fn run_command(cmd: &mut std::process::Command, what: &str) -> Result<String> {
+    let out = cmd.output().with_context(|| format!("running {what}"))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{what} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// The `skein` binary `make test` builds first (`cargo build -p skein`).
+pub fn skein_debug_binary() -> Result<PathBuf> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target")));
+    let binary = target.join("debug/skein");
+    anyhow::ensure!(
+        binary.exists(),
+        "{} is missing: build it first with `cargo build -p skein` (make test does)",
+        binary.display()
+    );
+    Ok(binary)
+}
+
 const FIXTURE_DAY_2017_01_26: u64 = 17_192; // days since the epoch
 
 fn shift(ns: u64) -> u64 {

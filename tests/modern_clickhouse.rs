@@ -65,17 +65,6 @@ fn data_dir() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../data/chdb"))
 }
 
-fn run(cmd: &mut Command, what: &str) -> Result<String> {
-    let out = cmd.output().with_context(|| format!("running {what}"))?;
-    ensure!(
-        out.status.success(),
-        "{what} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-}
-
 /// The chdb-core version `requirements.txt` pins.
 fn pinned_chdb() -> Result<String> {
     let text = std::fs::read_to_string(client_dir().join("requirements.txt"))?;
@@ -107,13 +96,13 @@ fn install_chdb() -> Result<PathBuf> {
     }
     let started = Instant::now();
     std::fs::create_dir_all(data_dir())?;
-    run(
+    skein_tests::run_command(
         Command::new("python3")
             .args(["-m", "venv", "--clear"])
             .arg(&venv),
         "python3 -m venv data/chdb/venv (on Debian: apt-get install python3-venv, or make up)",
     )?;
-    run(
+    skein_tests::run_command(
         Command::new(venv.join("bin/pip"))
             .args([
                 "install",
@@ -125,7 +114,7 @@ fn install_chdb() -> Result<PathBuf> {
             .arg(client_dir().join("requirements.txt")),
         "pip install -r tests/clients/chdb/requirements.txt",
     )?;
-    run(
+    skein_tests::run_command(
         Command::new(&python).args(["-c", "import chdb.session"]),
         "importing chdb",
     )?;
@@ -356,40 +345,13 @@ impl RowBinary {
     }
 }
 
-/// A tag value of a conformance query as text, whatever its JSON type.
-fn tag_text(value: &serde_json::Value) -> String {
-    match value {
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
 /// The conformance searches (`queries.json`), as tests/storage.rs reads them.
 fn conformance_searches() -> Result<Vec<TraceQuery>> {
     let text = std::fs::read_to_string(skein_tests::conformance_dir().join("queries.json"))?;
     let cases: Vec<serde_json::Value> = serde_json::from_str(&text)?;
     cases
         .iter()
-        .map(|case| {
-            let q = &case["Query"];
-            let text = |key: &str| q[key].as_str().unwrap_or_default().to_owned();
-            let nanos = |key: &str| q[key].as_u64().filter(|&n| n > 0);
-            Ok(TraceQuery {
-                service_name: text("ServiceName"),
-                operation_name: Some(text("OperationName")).filter(|s| !s.is_empty()),
-                span_kind: None,
-                tags: q["Tags"]
-                    .as_object()
-                    .map(|tags| tags.iter().map(|(k, v)| (k.clone(), tag_text(v))).collect())
-                    .unwrap_or_default(),
-                start_min: skein_tests::conformance_query_time(&text("StartTimeMin"))?,
-                start_max: skein_tests::conformance_query_time(&text("StartTimeMax"))?,
-                duration_min: nanos("DurationMin"),
-                duration_max: nanos("DurationMax"),
-                limit: usize::try_from(q["NumTraces"].as_u64().unwrap_or(20))?,
-                tenant: None,
-            })
-        })
+        .map(skein_tests::conformance_trace_query)
         .collect()
 }
 
@@ -767,7 +729,7 @@ fn run_chdb(python: &Path, database: &str, steps: &[Step], cases: &[QueryCase]) 
     let plan_path = dir.join("plan.json");
     std::fs::write(&plan_path, serde_json::to_vec(&plan)?)?;
     let result = (|| {
-        run(
+        skein_tests::run_command(
             Command::new(python)
                 .arg(client_dir().join("run.py"))
                 .arg(&plan_path)

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use anyhow::{ensure, Context, Result};
+use anyhow::Result;
 use serde_json::{json, Value};
 use skein_tests::{topology, Stack};
 
@@ -18,17 +18,6 @@ const WAIT: Duration = Duration::from_secs(90);
 
 fn client_dir() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/clients/python"))
-}
-
-fn run(cmd: &mut std::process::Command, what: &str) -> Result<String> {
-    let out = cmd.output().with_context(|| format!("running {what}"))?;
-    ensure!(
-        out.status.success(),
-        "{what} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 /// Creates the virtualenv and installs the SDK, once per test process and
@@ -44,13 +33,13 @@ fn install_sdk() -> Result<PathBuf> {
             .status()
             .is_ok_and(|s| s.success());
     if !ready {
-        run(
+        skein_tests::run_command(
             std::process::Command::new("python3")
                 .args(["-m", "venv", ".venv"])
                 .current_dir(&dir),
             "python3 -m venv",
         )?;
-        run(
+        skein_tests::run_command(
             std::process::Command::new(dir.join(".venv/bin/pip"))
                 .args([
                     "install",
@@ -70,7 +59,7 @@ async fn send(protocol: &str, addr: std::net::SocketAddr, service: &str) -> Resu
     let python = install_sdk()?;
     let (protocol, addr, service) = (protocol.to_owned(), addr.to_string(), service.to_owned());
     tokio::task::spawn_blocking(move || {
-        run(
+        skein_tests::run_command(
             std::process::Command::new(python)
                 .arg(client_dir().join("send.py"))
                 .args([&protocol, &addr, &service]),

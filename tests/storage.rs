@@ -116,35 +116,6 @@ fn encoded(spans: &[ResourceSpans]) -> Vec<Vec<u8>> {
     out
 }
 
-/// A tag value of a query as text, whatever its JSON type.
-fn tag_text(value: &serde_json::Value) -> String {
-    match value {
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
-fn trace_query(case: &serde_json::Value) -> Result<TraceQuery> {
-    let q = &case["Query"];
-    let text = |key: &str| q[key].as_str().unwrap_or_default().to_owned();
-    let nanos = |key: &str| q[key].as_u64().filter(|&n| n > 0);
-    Ok(TraceQuery {
-        service_name: text("ServiceName"),
-        operation_name: Some(text("OperationName")).filter(|s| !s.is_empty()),
-        span_kind: None,
-        tags: q["Tags"]
-            .as_object()
-            .map(|tags| tags.iter().map(|(k, v)| (k.clone(), tag_text(v))).collect())
-            .unwrap_or_default(),
-        start_min: skein_tests::conformance_query_time(&text("StartTimeMin"))?,
-        start_max: skein_tests::conformance_query_time(&text("StartTimeMax"))?,
-        duration_min: nanos("DurationMin"),
-        duration_max: nanos("DurationMax"),
-        limit: usize::try_from(q["NumTraces"].as_u64().unwrap_or(20))?,
-        tenant: None,
-    })
-}
-
 #[tokio::test]
 async fn jaeger_storage_conformance_searches() -> Result<()> {
     with_db("storage_conformance", |db| async move {
@@ -189,7 +160,7 @@ async fn jaeger_storage_conformance_searches() -> Result<()> {
         let mut failures = Vec::new();
         for case in &cases {
             let caption = case["Caption"].as_str().unwrap_or("?");
-            let query = trace_query(case)?;
+            let query = skein_tests::conformance_trace_query(case)?;
             let want_fixtures: BTreeSet<String> = case["ExpectedFixtures"]
                 .as_array()
                 .context("ExpectedFixtures")?

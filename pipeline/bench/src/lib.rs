@@ -24,3 +24,16 @@ pub fn write_json<T: serde::Serialize>(path: &std::path::Path, value: &T) -> any
     std::fs::write(path, serde_json::to_string_pretty(value)? + "\n")
         .with_context(|| format!("writing {}", path.display()))
 }
+
+/// A client of the topology's ClickHouse and the server's version; the
+/// error says to start the stack when it does not answer.
+pub async fn clickhouse(
+    ch: &skein_config::ClickHouse,
+) -> anyhow::Result<(clickhouse::Client, skein_store::ServerVersion)> {
+    use anyhow::Context as _;
+    let client = skein_store::client(ch);
+    let version = skein_store::schema::server_version(&client)
+        .await
+        .with_context(|| format!("reaching ClickHouse at {} (is it up? `make up`)", ch.url))?;
+    Ok((client, version))
+}

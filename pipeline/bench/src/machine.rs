@@ -53,7 +53,7 @@ fn parse_cpuinfo(text: &str) -> (usize, Option<String>) {
 }
 
 /// A `Name:   123 kB` field of a `/proc` text, in bytes.
-fn kib_field(text: &str, name: &str) -> Option<u64> {
+pub fn kib_field(text: &str, name: &str) -> Option<u64> {
     let line = text.lines().find(|l| l.starts_with(name))?;
     let kib: u64 = line[name.len()..]
         .trim()

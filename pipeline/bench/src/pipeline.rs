@@ -441,10 +441,7 @@ pub async fn benchmark(base: Topology, args: &Args) -> Result<Results> {
         Some(broker)
     };
     let ch = &t.storage.clickhouse;
-    let client = skein_store::client(ch);
-    let version = skein_store::schema::server_version(&client)
-        .await
-        .with_context(|| format!("reaching ClickHouse at {} (is it up? `make up`)", ch.url))?;
+    let (client, version) = crate::clickhouse(ch).await?;
     let machine = Machine::this();
     eprintln!(
         "skein-bench pipeline: broker {}, ClickHouse {} at {}; {} cores ({})",

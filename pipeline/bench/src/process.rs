@@ -50,18 +50,6 @@ pub fn cpu_seconds_of_stat(stat: &str) -> Option<f64> {
     Some((utime + stime) as f64 / TICKS_PER_SECOND)
 }
 
-/// A `Name:   123 kB` field of a `/proc/<pid>/status` text, in bytes.
-pub fn status_bytes(status: &str, name: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with(name))?;
-    let kib: u64 = line[name.len()..]
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib * 1024)
-}
-
 /// The value of the Prometheus sample `name` (with any labels) summed over
 /// its series in an exposition text; 0 when absent.
 pub fn metric_sum(text: &str, name: &str) -> f64 {
@@ -161,7 +149,7 @@ impl Role {
     pub fn peak_rss_bytes(&self) -> Result<u64> {
         let path = format!("/proc/{}/status", self.pid());
         let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-        status_bytes(&status, "VmHWM:").with_context(|| format!("no VmHWM in {path}"))
+        crate::machine::kib_field(&status, "VmHWM:").with_context(|| format!("no VmHWM in {path}"))
     }
 
     /// Its `/metrics` text.
@@ -284,13 +272,6 @@ mod tests {
         assert_eq!(cpu_seconds_of_stat("garbage"), None);
         let own = std::fs::read_to_string("/proc/self/stat").unwrap();
         assert!(cpu_seconds_of_stat(&own).is_some());
-    }
-
-    #[test]
-    fn status_fields_are_bytes() {
-        let status = "Name:\tskein\nVmHWM:\t  2048 kB\n";
-        assert_eq!(status_bytes(status, "VmHWM:"), Some(2 << 20));
-        assert_eq!(status_bytes(status, "VmRSS:"), None);
     }
 
     #[test]

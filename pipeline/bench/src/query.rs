@@ -385,10 +385,7 @@ pub async fn benchmark(mut topology: Topology, args: &Args) -> Result<Results> {
     topology.storage.clickhouse.database.clone_from(&db);
     topology.query.http = "127.0.0.1:0".into();
     let ch = &topology.storage.clickhouse;
-    let client = skein_store::client(ch);
-    let version = skein_store::schema::server_version(&client)
-        .await
-        .with_context(|| format!("reaching ClickHouse at {} (is it up? `make up`)", ch.url))?;
+    let (client, version) = crate::clickhouse(ch).await?;
     let machine = Machine::this();
     eprintln!(
         "skein-bench query: {} spans into {db} on ClickHouse {} at {}; {} cores ({})",
