@@ -9,7 +9,7 @@
 //! Jaeger's `parent`, `child`, `callCount`, and beyond Jaeger `errorCount`
 //! (calls whose span was an error) and `latencyP50Micros`,
 //! `latencyP95Micros`, `latencyP99Micros` (call durations in µs, Jaeger's
-//! unit for durations, estimated from t-digests). `total` is 0, as Jaeger
+//! unit for durations, of durations cut to 1%). `total` is 0, as Jaeger
 //! leaves it.
 //!
 //! Guarantees: the range is `[endTs - lookback, endTs)`, taken in whole

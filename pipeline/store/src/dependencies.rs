@@ -113,7 +113,7 @@ pub struct Dependency {
     pub call_count: u64,
     /// Distinct calls that failed.
     pub error_count: u64,
-    /// Median call duration, ns (a t-digest estimate).
+    /// Median call duration, ns (of durations cut to 1%: migration 007).
     pub p50_nano: f64,
     /// 95th percentile of call durations, ns.
     pub p95_nano: f64,
@@ -254,7 +254,7 @@ impl SpanReader {
     /// The edges of the dependency graph with a call in a minute that
     /// starts in `[from, to)` (ns since the epoch; the minute of `from`
     /// counts whole), sorted by parent then child. Counts are sums of
-    /// per-minute distinct calls; percentiles merge the minutes' t-digests.
+    /// per-minute distinct calls; percentiles merge the minutes' duration buckets.
     pub async fn dependencies(
         &self,
         from_unix_nano: u64,
@@ -399,7 +399,7 @@ pub(crate) fn graph_sql(database: &str, from_unix_nano: u64, to_unix_nano: u64) 
         "SELECT parent, child, \
          sum(finalizeAggregation(calls)) AS call_count, \
          sum(finalizeAggregation(errors)) AS error_count, \
-         arrayMap(x -> toFloat64(x), quantilesTDigestMerge(0.5, 0.95, 0.99)(latency)) AS latency \
+         arrayMap(x -> toFloat64(x), quantilesExactWeightedMerge(0.5, 0.95, 0.99)(latency_buckets)) AS latency \
          FROM {database}.dependencies FINAL \
          WHERE minute >= toDateTime(?) AND minute < toDateTime(?) \
          GROUP BY parent, child ORDER BY parent, child"

@@ -59,6 +59,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "006_view_dedup_window.sql",
         sql: include_str!("../../../schemas/clickhouse/006_view_dedup_window.sql"),
     },
+    Migration {
+        version: 7,
+        name: "007_dependency_latency.sql",
+        sql: include_str!("../../../schemas/clickhouse/007_dependency_latency.sql"),
+    },
 ];
 
 /// The tables materialized views fill from `spans`: on servers with insert
@@ -525,6 +530,22 @@ mod tests {
             assert!(view.contains("TO db1.dependencies AS"), "{view}");
             assert!(view.contains("FROM db1.dependency_links_in"), "{view}");
             assert!(view.contains("uniqExactState(link_id) AS calls"), "{view}");
+            let latency = statement(
+                v,
+                "CREATE MATERIALIZED VIEW IF NOT EXISTS db1.dependency_links_mv",
+            );
+            assert!(latency.contains("TO db1.dependencies AS"), "{latency}");
+            assert!(
+                latency.contains("quantilesExactWeightedState(0.5, 0.95, 0.99)"),
+                "{latency}"
+            );
+            let column = statement(v, "ALTER TABLE db1.dependencies");
+            assert!(
+                column.contains(
+                    "ADD COLUMN latency_buckets AggregateFunction(quantilesExactWeighted(0.5, 0.95, 0.99), UInt64, UInt8)"
+                ),
+                "{column}"
+            );
         }
     }
 
