@@ -145,7 +145,7 @@ impl RejectReason {
         }
     }
 
-    pub(crate) fn describe(self) -> &'static str {
+    fn describe(self) -> &'static str {
         match self {
             Self::InvalidTraceId => "trace id must be 16 bytes and not all zero",
             Self::InvalidSpanId => "span id must be 8 bytes and not all zero",
@@ -160,16 +160,33 @@ impl RejectReason {
 
 /// Checks one span; `Err` names the first defect found.
 pub fn validate_span(span: &Span) -> Result<(), RejectReason> {
-    if span.trace_id.len() != 16 || span.trace_id.iter().all(|b| *b == 0) {
+    validate_fields(
+        &span.trace_id,
+        &span.span_id,
+        &span.parent_span_id,
+        span.start_time_unix_nano,
+        span.end_time_unix_nano,
+    )
+}
+
+/// [`validate_span`] of a span's IDs and times, wherever they were read from.
+pub(crate) fn validate_fields(
+    trace_id: &[u8],
+    span_id: &[u8],
+    parent_span_id: &[u8],
+    start: u64,
+    end: u64,
+) -> Result<(), RejectReason> {
+    if trace_id.len() != 16 || trace_id.iter().all(|b| *b == 0) {
         return Err(RejectReason::InvalidTraceId);
     }
-    if span.span_id.len() != 8 || span.span_id.iter().all(|b| *b == 0) {
+    if span_id.len() != 8 || span_id.iter().all(|b| *b == 0) {
         return Err(RejectReason::InvalidSpanId);
     }
-    if !span.parent_span_id.is_empty() && span.parent_span_id.len() != 8 {
+    if !parent_span_id.is_empty() && parent_span_id.len() != 8 {
         return Err(RejectReason::InvalidParentSpanId);
     }
-    if span.end_time_unix_nano < span.start_time_unix_nano {
+    if end < start {
         return Err(RejectReason::EndBeforeStart);
     }
     Ok(())
@@ -210,9 +227,8 @@ impl Default for Limits {
 pub const TRUNCATED_ATTRIBUTE: &str = "skein.truncated";
 
 impl Limits {
-    /// Checks the span's start against the window around `now_unix_nano`.
-    pub(crate) fn check_time(&self, span: &Span, now_unix_nano: u64) -> Result<(), RejectReason> {
-        let start = span.start_time_unix_nano;
+    /// Checks a span's start against the window around `now_unix_nano`.
+    pub(crate) fn check_start(&self, start: u64, now_unix_nano: u64) -> Result<(), RejectReason> {
         if self.max_past_nano > 0 && start < now_unix_nano.saturating_sub(self.max_past_nano) {
             return Err(RejectReason::TooOld);
         }
@@ -316,11 +332,13 @@ pub struct TraceGroup {
     pub spans: usize,
 }
 
-/// The outcome of splitting a request.
-#[derive(Debug, Default)]
-pub struct Split {
+/// The outcome of splitting a request: one group `G` per trace (decoded
+/// [`TraceGroup`]s here; encoded ones on the byte path,
+/// [`crate::otlp_raw`]).
+#[derive(Debug)]
+pub struct Split<G = TraceGroup> {
     /// One group per trace, in order of first appearance.
-    pub traces: Vec<TraceGroup>,
+    pub traces: Vec<G>,
     /// Spans accepted, over all groups.
     pub accepted: usize,
     /// Rejected spans, counted by reason.
@@ -333,10 +351,46 @@ pub struct Split {
     pub truncated: usize,
 }
 
-impl Split {
+impl<G> Default for Split<G> {
+    fn default() -> Self {
+        Self {
+            traces: Vec::new(),
+            accepted: 0,
+            rejected: HashMap::new(),
+            first_rejection: None,
+            dropped: 0,
+            truncated: 0,
+        }
+    }
+}
+
+impl<G> Split<G> {
     /// The total number of rejected spans.
     pub fn rejected_total(&self) -> usize {
         self.rejected.values().sum()
+    }
+
+    /// Counts span `n` of scope `s` of resource `r` as rejected for `reason`.
+    pub(crate) fn reject(&mut self, reason: RejectReason, n: usize, s: usize, r: usize) {
+        *self.rejected.entry(reason).or_default() += 1;
+        self.first_rejection.get_or_insert_with(|| {
+            format!(
+                "span {n} of scope {s} of resource {r} rejected: {}",
+                reason.describe()
+            )
+        });
+    }
+
+    /// The same accounting over other groups.
+    pub(crate) fn map<H>(self, f: impl FnMut(G) -> H) -> Split<H> {
+        Split {
+            traces: self.traces.into_iter().map(f).collect(),
+            accepted: self.accepted,
+            rejected: self.rejected,
+            first_rejection: self.first_rejection,
+            dropped: self.dropped,
+            truncated: self.truncated,
+        }
     }
 }
 
@@ -373,16 +427,10 @@ pub fn split_by_trace(
                 schema_url: scope_schema_url,
             } = ss;
             for (n, mut span) in spans.into_iter().enumerate() {
-                let checked =
-                    validate_span(&span).and_then(|()| limits.check_time(&span, now_unix_nano));
+                let checked = validate_span(&span)
+                    .and_then(|()| limits.check_start(span.start_time_unix_nano, now_unix_nano));
                 if let Err(reason) = checked {
-                    *split.rejected.entry(reason).or_default() += 1;
-                    split.first_rejection.get_or_insert_with(|| {
-                        format!(
-                            "span {n} of scope {s} of resource {r} rejected: {}",
-                            reason.describe()
-                        )
-                    });
+                    split.reject(reason, n, s, r);
                     continue;
                 }
                 let (dropped, truncated) = limits.trim(&mut span);

@@ -27,7 +27,9 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 
-use crate::otlp::{split_by_trace, validate_span, Limits, Malformed, RejectReason, Split};
+use crate::otlp::{
+    split_by_trace, validate_fields, validate_span, Limits, Malformed, RejectReason, Split,
+};
 use crate::Result;
 
 /// One trace's spans from one request, encoded as a `TracesData`.
@@ -42,47 +44,15 @@ pub struct EncodedGroup {
 }
 
 /// A request split by trace, each trace encoded.
-#[derive(Debug, Default)]
-pub struct EncodedSplit {
-    /// One group per trace, in order of first appearance.
-    pub traces: Vec<EncodedGroup>,
-    /// Spans accepted, over all groups.
-    pub accepted: usize,
-    /// Rejected spans, counted by reason.
-    pub rejected: HashMap<RejectReason, usize>,
-    /// A human-readable summary of the first rejection, for the client.
-    pub first_rejection: Option<String>,
-    /// Attributes, events and links dropped by the limits.
-    pub dropped: usize,
-    /// Spans with a value truncated by the limits.
-    pub truncated: usize,
-}
-
-impl EncodedSplit {
-    /// The total number of rejected spans.
-    pub fn rejected_total(&self) -> usize {
-        self.rejected.values().sum()
-    }
-}
+pub type EncodedSplit = Split<EncodedGroup>;
 
 impl From<Split> for EncodedSplit {
     fn from(split: Split) -> Self {
-        Self {
-            traces: split
-                .traces
-                .into_iter()
-                .map(|t| EncodedGroup {
-                    trace_id: t.trace_id,
-                    value: t.data.encode_to_vec(),
-                    spans: t.spans,
-                })
-                .collect(),
-            accepted: split.accepted,
-            rejected: split.rejected,
-            first_rejection: split.first_rejection,
-            dropped: split.dropped,
-            truncated: split.truncated,
-        }
+        split.map(|t| EncodedGroup {
+            trace_id: t.trace_id,
+            value: t.data.encode_to_vec(),
+            spans: t.spans,
+        })
     }
 }
 
@@ -419,22 +389,15 @@ fn view(buf: &[u8]) -> SpanView<'_> {
 }
 
 impl SpanView<'_> {
-    /// The same check as [`validate_span`] of the decoded span, on the
-    /// bytes (no copies).
+    /// [`validate_span`] of the decoded span, on the bytes (no copies).
     fn validate(&self) -> Result<(), RejectReason> {
-        if self.trace_id.len() != 16 || self.trace_id.iter().all(|b| *b == 0) {
-            return Err(RejectReason::InvalidTraceId);
-        }
-        if self.span_id.len() != 8 || self.span_id.iter().all(|b| *b == 0) {
-            return Err(RejectReason::InvalidSpanId);
-        }
-        if !self.parent_span_id.is_empty() && self.parent_span_id.len() != 8 {
-            return Err(RejectReason::InvalidParentSpanId);
-        }
-        if self.end < self.start {
-            return Err(RejectReason::EndBeforeStart);
-        }
-        Ok(())
+        validate_fields(
+            self.trace_id,
+            self.span_id,
+            self.parent_span_id,
+            self.start,
+            self.end,
+        )
     }
 
     /// Whether the limits leave the span as it is.
@@ -472,16 +435,18 @@ struct Header<'a> {
 }
 
 impl<'a> Header<'a> {
-    fn of(message: &'a [u8]) -> Self {
+    /// The header of `message` and the payloads of its field 2, in one pass.
+    fn split(message: &'a [u8]) -> (Self, Vec<&'a [u8]>) {
         let mut header = Self::default();
+        let mut repeated = Vec::new();
         for f in Fields::of(message).flatten() {
             match f.number {
                 1 => header.before.push(f.whole),
-                2 => {}
+                2 => repeated.push(f.value),
                 _ => header.after.push(f.whole),
             }
         }
-        header
+        (header, repeated)
     }
 
     fn len(&self) -> usize {
@@ -596,34 +561,26 @@ fn fast(body: &[u8], limits: &Limits, now: u64) -> Option<EncodedSplit> {
     let mut index: HashMap<[u8; 16], usize> = HashMap::new();
     let resources = Fields::of(body).flatten().filter(|f| f.number == 1);
     for (r, rs) in resources.enumerate() {
-        let rs_header = Header::of(rs.value);
-        let scopes = Fields::of(rs.value).flatten().filter(|f| f.number == 2);
-        for (s, ss) in scopes.enumerate() {
-            let ss_header = Header::of(ss.value);
-            let spans = Fields::of(ss.value).flatten().filter(|f| f.number == 2);
-            for (n, sp) in spans.enumerate() {
-                let v = view(sp.value);
-                let bytes = if v.within(limits, sp.value.len()) {
-                    let checked = v.validate().and_then(|()| {
-                        let probe = Span {
-                            start_time_unix_nano: v.start,
-                            ..Span::default()
-                        };
-                        limits.check_time(&probe, now)
-                    });
+        let (rs_header, scopes) = Header::split(rs.value);
+        for (s, ss) in scopes.into_iter().enumerate() {
+            let (ss_header, spans) = Header::split(ss);
+            for (n, sp) in spans.into_iter().enumerate() {
+                let v = view(sp);
+                let bytes = if v.within(limits, sp.len()) {
+                    let checked = v.validate().and_then(|()| limits.check_start(v.start, now));
                     if let Err(reason) = checked {
-                        reject(&mut split, reason, n, s, r);
+                        split.reject(reason, n, s, r);
                         continue;
                     }
-                    SpanBytes::Received(sp.value)
+                    SpanBytes::Received(sp)
                 } else {
-                    let Ok(mut decoded) = Span::decode(sp.value) else {
+                    let Ok(mut decoded) = Span::decode(sp) else {
                         return None;
                     };
-                    let checked =
-                        validate_span(&decoded).and_then(|()| limits.check_time(&decoded, now));
+                    let checked = validate_span(&decoded)
+                        .and_then(|()| limits.check_start(decoded.start_time_unix_nano, now));
                     if let Err(reason) = checked {
-                        reject(&mut split, reason, n, s, r);
+                        split.reject(reason, n, s, r);
                         continue;
                     }
                     let (dropped, truncated) = limits.trim(&mut decoded);
@@ -675,16 +632,6 @@ fn fast(body: &[u8], limits: &Limits, now: u64) -> Option<EncodedSplit> {
         })
         .collect();
     Some(split)
-}
-
-fn reject(split: &mut EncodedSplit, reason: RejectReason, n: usize, s: usize, r: usize) {
-    *split.rejected.entry(reason).or_default() += 1;
-    split.first_rejection.get_or_insert_with(|| {
-        format!(
-            "span {n} of scope {s} of resource {r} rejected: {}",
-            reason.describe()
-        )
-    });
 }
 
 #[cfg(test)]
