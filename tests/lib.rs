@@ -533,31 +533,8 @@ impl PrivateBroker {
 
     /// Starts the broker again on the same port and storage.
     pub async fn resume(&mut self) -> Result<()> {
-        let url = format!("tcp://{}", self.addr);
-        let log = std::fs::File::create(self.dir.join("tansu.log"))?;
-        let child = std::process::Command::new("tansu")
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "sqlite://tansu.db"])
-            .current_dir(&self.dir)
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("starting tansu (is it installed? run `make up`)")?;
-        self.child = Some(child);
-        let started = Instant::now();
-        while tokio::net::TcpStream::connect(&self.addr).await.is_err() {
-            if started.elapsed() > Duration::from_secs(30) {
-                bail!("private tansu on {} did not listen in 30 s", self.addr);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Ok(())
+        self.child = Some(skein_bench::process::spawn_tansu(&self.addr, &self.dir)?);
+        skein_bench::process::wait_listening(&self.addr, Duration::from_secs(30)).await
     }
 
     /// Freezes the broker (SIGSTOP): connections stay open and nothing is

@@ -39,14 +39,7 @@ SELECT
             duration_nano < 1000000000, 1000000,
             duration_nano < 10000000000, 10000000,
             100000000
-        )) * multiIf(
-            duration_nano < 1000000, 1000,
-            duration_nano < 10000000, 10000,
-            duration_nano < 100000000, 100000,
-            duration_nano < 1000000000, 1000000,
-            duration_nano < 10000000000, 10000000,
-            100000000
-        ),
+        ) AS bucket) * bucket,
         toUInt8(1)
     ) AS latency_buckets
 FROM {{database}}.dependency_links_in

@@ -177,6 +177,39 @@ impl Drop for Role {
     }
 }
 
+/// Starts `tansu broker` on `addr` (`ip:port`), its storage
+/// `sqlite://tansu.db` and its log `tansu.log` in `dir`.
+pub fn spawn_tansu(addr: &str, dir: &Path) -> Result<Child> {
+    let url = format!("tcp://{addr}");
+    let log = std::fs::File::create(dir.join("tansu.log"))?;
+    Command::new("tansu")
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ])
+        .args(["--storage-engine", "sqlite://tansu.db"])
+        .current_dir(dir)
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("starting tansu (is it installed? `make up` installs it)")
+}
+
+/// Waits until something accepts TCP connections on `addr`.
+pub async fn wait_listening(addr: &str, within: Duration) -> Result<()> {
+    let started = Instant::now();
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        if started.elapsed() > within {
+            bail!("nothing listened on {addr} within {within:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
 /// A tansu broker of the benchmark's own: a fresh sqlite file in `dir`, on
 /// a free port. A broker's sqlite storage slows down as it fills (the local
 /// stack's keeps every test run's topics), so the figures of a fresh one
@@ -191,31 +224,10 @@ impl Broker {
     /// Starts `tansu broker` with storage `sqlite://tansu.db` in `dir`.
     pub async fn start(dir: &Path) -> Result<Self> {
         let addr = free_addr()?;
-        let url = format!("tcp://{addr}");
         let _ = std::fs::remove_file(dir.join("tansu.db"));
-        let log = std::fs::File::create(dir.join("tansu.log"))?;
-        let child = Command::new("tansu")
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "sqlite://tansu.db"])
-            .current_dir(dir)
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("starting tansu (is it installed? `make up` installs it)")?;
+        let child = spawn_tansu(&addr, dir)?;
         let broker = Self { addr, child };
-        let started = Instant::now();
-        while tokio::net::TcpStream::connect(&broker.addr).await.is_err() {
-            if started.elapsed() > Duration::from_secs(30) {
-                bail!("tansu on {} did not listen within 30 s", broker.addr);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_listening(&broker.addr, Duration::from_secs(30)).await?;
         Ok(broker)
     }
 
