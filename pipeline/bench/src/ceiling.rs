@@ -55,18 +55,17 @@ pub struct RawMessage {
     pub value: Vec<u8>,
 }
 
-/// Produces `messages` to `topic` on `brokers` as fast as the broker
-/// acknowledges them; `properties` are extra librdkafka settings (the
-/// deployment's, e.g. security).
+/// Produces `messages` to `topic` on `kafka`'s brokers as fast as the
+/// broker acknowledges them, with the deployment's extra librdkafka
+/// properties for producers (security, tuning) as the collector has them.
 pub async fn produce(
-    brokers: &str,
-    properties: &std::collections::BTreeMap<String, String>,
+    kafka: &skein_config::Kafka,
     topic: &str,
     messages: &[RawMessage],
 ) -> Result<Ceiling> {
     let mut config = ClientConfig::new();
     config
-        .set("bootstrap.servers", brokers)
+        .set("bootstrap.servers", &kafka.brokers)
         .set("client.id", "skein-bench-ceiling")
         .set("acks", "all")
         .set("enable.idempotence", "true")
@@ -74,7 +73,7 @@ pub async fn produce(
         .set("linger.ms", "5")
         .set("compression.type", "lz4")
         .set("message.timeout.ms", "60000");
-    for (k, v) in properties {
+    for (k, v) in kafka.properties.iter().chain(&kafka.producer_properties) {
         config.set(k, v);
     }
     let producer: FutureProducer = config.create().context("creating the raw producer")?;
@@ -111,24 +110,20 @@ pub async fn produce(
     })
 }
 
-/// Reads `topic` on `brokers` from the start of every partition to the
-/// high watermarks `produce` left, as fast as the broker serves it, with
-/// a plain consumer assigned every partition (no group, no commits).
-pub async fn consume(
-    brokers: &str,
-    properties: &std::collections::BTreeMap<String, String>,
-    topic: &str,
-    partitions: i32,
-) -> Result<Ceiling> {
+/// Reads `topic` on `kafka`'s brokers from the start of every partition to
+/// the high watermarks `produce` left, as fast as the broker serves it,
+/// with a plain consumer assigned every partition (no group, no commits)
+/// and the deployment's properties for consumers, as the ingester has them.
+pub async fn consume(kafka: &skein_config::Kafka, topic: &str, partitions: i32) -> Result<Ceiling> {
     use rdkafka::consumer::{Consumer, StreamConsumer};
     use rdkafka::{Message, Offset, TopicPartitionList};
     let mut config = ClientConfig::new();
     config
-        .set("bootstrap.servers", brokers)
+        .set("bootstrap.servers", &kafka.brokers)
         .set("client.id", "skein-bench-ceiling")
         .set("group.id", "skein-bench-ceiling")
         .set("enable.auto.commit", "false");
-    for (k, v) in properties {
+    for (k, v) in kafka.properties.iter().chain(&kafka.consumer_properties) {
         config.set(k, v);
     }
     let consumer: StreamConsumer = config.create().context("creating the raw consumer")?;

@@ -543,16 +543,9 @@ async fn stages(
         messages.iter().map(|m| m.value.len() as f64).sum::<f64>() / messages.len().max(1) as f64;
     let raw_topic = format!("skein-bench-{run}-raw");
     create_topic(t, &raw_topic).await?;
-    let produced =
-        ceiling::produce(&t.kafka.brokers, &t.kafka.properties, &raw_topic, &messages).await?;
+    let produced = ceiling::produce(&t.kafka, &raw_topic, &messages).await?;
     drop(messages);
-    let consumed = ceiling::consume(
-        &t.kafka.brokers,
-        &t.kafka.properties,
-        &raw_topic,
-        t.topics.spans.partitions,
-    )
-    .await?;
+    let consumed = ceiling::consume(&t.kafka, &raw_topic, t.topics.spans.partitions).await?;
     let spans_per_trace = args.spans_per_trace as f64;
     let producer_ceiling = Versus {
         ceiling: produced,

@@ -8,7 +8,8 @@
 //!   `SKEIN__STORAGE__CLICKHOUSE__URL` sets `storage.clickhouse.url`.
 //! - A string field takes the value verbatim (so a password `123` or `null`
 //!   stays a string); a numeric field takes the value parsed as a YAML scalar.
-//! - In the free-form maps (`kafka.properties`, `topics.<topic>.config`) the
+//! - In the free-form maps (`kafka.properties`, `kafka.consumer_properties`,
+//!   `kafka.producer_properties`, `topics.<topic>.config`) the
 //!   last segment is the key: `SKEIN__KAFKA__PROPERTIES__ACKS=all`. Since keys
 //!   with dots cannot be spelled that way in most shells, the map itself may
 //!   be given a YAML flow mapping whose entries are merged into it:
@@ -130,7 +131,13 @@ fn set(doc: &mut Value, name: &str, raw: &str) -> std::result::Result<(), String
 /// Whether `path` is a map of free-form string keys rather than a struct.
 fn is_free_map(path: &[String]) -> bool {
     match path {
-        [kafka, properties] => kafka == "kafka" && properties == "properties",
+        [kafka, properties] => {
+            kafka == "kafka"
+                && matches!(
+                    properties.as_str(),
+                    "properties" | "consumer_properties" | "producer_properties"
+                )
+        }
         [topics, _, config] => topics == "topics" && config == "config",
         _ => false,
     }
@@ -269,6 +276,11 @@ mod tests {
             ),
             ("SKEIN__KAFKA__PROPERTIES__ACKS", "all"),
             (
+                "SKEIN__KAFKA__CONSUMER_PROPERTIES",
+                "{fetch.wait.max.ms: 20}",
+            ),
+            ("SKEIN__KAFKA__PRODUCER_PROPERTIES__ACKS", "1"),
+            (
                 "SKEIN__TOPICS__SPANS__CONFIG",
                 "{retention.ms: \"604800000\"}",
             ),
@@ -277,6 +289,8 @@ mod tests {
         assert_eq!(t.kafka.properties["security.protocol"], "SASL_SSL");
         assert_eq!(t.kafka.properties["linger.ms"], "5");
         assert_eq!(t.kafka.properties["acks"], "all");
+        assert_eq!(t.kafka.consumer_properties["fetch.wait.max.ms"], "20");
+        assert_eq!(t.kafka.producer_properties["acks"], "1");
         assert_eq!(t.topics.spans.config["retention.ms"], "604800000");
         override_error(&[("SKEIN__KAFKA__PROPERTIES", "not a mapping")]);
     }

@@ -50,6 +50,14 @@ pub struct Kafka {
     /// Extra librdkafka properties applied to every producer, consumer and
     /// admin client, e.g. `security.protocol: SASL_SSL`. Default empty.
     pub properties: BTreeMap<String, String>,
+    /// librdkafka properties for consumers only (the ingester's, the
+    /// aggregator's, replay's), applied after `properties`, e.g.
+    /// `fetch.wait.max.ms`. Default empty.
+    pub consumer_properties: BTreeMap<String, String>,
+    /// librdkafka properties for producers only (the collector's, the
+    /// dead-letter producer), applied after `properties`, e.g. `linger.ms`.
+    /// Default empty.
+    pub producer_properties: BTreeMap<String, String>,
 }
 
 impl Default for Kafka {
@@ -58,6 +66,8 @@ impl Default for Kafka {
             brokers: "127.0.0.1:9092".to_owned(),
             client_id: "skein".to_owned(),
             properties: BTreeMap::new(),
+            consumer_properties: BTreeMap::new(),
+            producer_properties: BTreeMap::new(),
         }
     }
 }
@@ -65,19 +75,22 @@ impl Default for Kafka {
 /// Shows property values whose key looks secret as `***`.
 impl fmt::Debug for Kafka {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let properties: BTreeMap<&str, &str> = self
-            .properties
-            .iter()
-            .map(|(key, value)| {
-                let lower = key.to_ascii_lowercase();
-                let secret = lower.contains("password") || lower.contains("secret");
-                (key.as_str(), if secret { "***" } else { value.as_str() })
-            })
-            .collect();
+        fn shown(properties: &BTreeMap<String, String>) -> BTreeMap<&str, &str> {
+            properties
+                .iter()
+                .map(|(key, value)| {
+                    let lower = key.to_ascii_lowercase();
+                    let secret = lower.contains("password") || lower.contains("secret");
+                    (key.as_str(), if secret { "***" } else { value.as_str() })
+                })
+                .collect()
+        }
         f.debug_struct("Kafka")
             .field("brokers", &self.brokers)
             .field("client_id", &self.client_id)
-            .field("properties", &properties)
+            .field("properties", &shown(&self.properties))
+            .field("consumer_properties", &shown(&self.consumer_properties))
+            .field("producer_properties", &shown(&self.producer_properties))
             .finish()
     }
 }
@@ -700,6 +713,9 @@ mod tests {
         t.kafka
             .properties
             .insert("security.protocol".into(), "SASL_SSL".into());
+        t.kafka
+            .consumer_properties
+            .insert("ssl.key.password".into(), "hunter4".into());
         let shown = format!("{t:?}");
         assert!(!shown.contains("hunter"), "{shown}");
         assert!(shown.contains("SASL_SSL"), "{shown}");

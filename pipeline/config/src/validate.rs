@@ -79,8 +79,16 @@ pub(crate) fn validate(t: &Topology) -> Result<(), Vec<ValidationError>> {
     // kafka
     brokers(&mut p, &t.kafka.brokers);
     p.not_blank("kafka.client_id", &t.kafka.client_id);
-    for key in t.kafka.properties.keys() {
-        let path = format!("kafka.properties[{key}]");
+    let properties = [
+        ("properties", &t.kafka.properties),
+        ("consumer_properties", &t.kafka.consumer_properties),
+        ("producer_properties", &t.kafka.producer_properties),
+    ];
+    for (map, key) in properties
+        .iter()
+        .flat_map(|(map, keys)| keys.keys().map(move |key| (map, key)))
+    {
+        let path = format!("kafka.{map}[{key}]");
         match key.trim() {
             "" => p.add(path, "property name must not be empty"),
             "bootstrap.servers" | "metadata.broker.list" => {
@@ -577,6 +585,15 @@ mod tests {
             t.kafka.properties.insert(key.into(), "x".into());
         }
         t.kafka.properties.insert("acks".into(), "all".into());
+        t.kafka
+            .consumer_properties
+            .insert("group.id".into(), "x".into());
+        t.kafka
+            .consumer_properties
+            .insert("fetch.wait.max.ms".into(), "20".into());
+        t.kafka
+            .producer_properties
+            .insert("client.id".into(), "x".into());
         assert_eq!(
             paths(&t),
             [
@@ -584,6 +601,8 @@ mod tests {
                 "kafka.properties[bootstrap.servers]",
                 "kafka.properties[client.id]",
                 "kafka.properties[group.id]",
+                "kafka.consumer_properties[group.id]",
+                "kafka.producer_properties[client.id]",
             ]
         );
     }

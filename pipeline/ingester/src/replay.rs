@@ -200,9 +200,9 @@ fn check(spec: &ReplaySpec) -> Result<()> {
 /// A consumer that is assigned partitions, never subscribes, and never
 /// commits: its group exists only because librdkafka wants one.
 fn consumer(kafka: &skein_config::Kafka) -> Result<StreamConsumer> {
-    // base_config applies the topology's properties (TLS, SASL, ...); the
+    // client_config applies the topology's properties (TLS, SASL, ...); the
     // settings below come after them because replay must never commit.
-    let mut config = skein_kafka::base_config(kafka);
+    let mut config = skein_kafka::client_config(kafka, skein_kafka::Client::Consumer);
     config
         .set("group.id", format!("skein-replay-{}", std::process::id()))
         .set("enable.auto.commit", "false")

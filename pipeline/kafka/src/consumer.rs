@@ -73,7 +73,7 @@ fn config(kafka: &skein_config::Kafka, group: &str) -> rdkafka::ClientConfig {
         .set("auto.offset.reset", "earliest")
         .set("partition.assignment.strategy", "cooperative-sticky")
         .set("session.timeout.ms", "30000");
-    crate::with_overrides(config, kafka)
+    crate::with_overrides(config, kafka, crate::Client::Consumer)
 }
 
 /// A consumer in `group`, subscribed to `topics`.

@@ -89,7 +89,7 @@ pub async fn group_lag(
     group: &str,
     topic: &str,
 ) -> Result<Vec<PartitionLag>> {
-    let mut config = crate::base_config(kafka);
+    let mut config = crate::client_config(kafka, crate::Client::Consumer);
     // Set after the topology's properties: this client must ask about this
     // group, and must never commit or create anything.
     config

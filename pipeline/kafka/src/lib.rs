@@ -96,12 +96,48 @@ pub fn base_config(kafka: &skein_config::Kafka) -> rdkafka::ClientConfig {
     config
 }
 
-/// Applies the topology's extra properties on top of role defaults.
+/// The kind of client a configuration is for: each takes the topology's
+/// properties for its kind after the shared ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Client {
+    /// A consumer: `kafka.consumer_properties`.
+    Consumer,
+    /// A producer: `kafka.producer_properties`.
+    Producer,
+}
+
+/// [`base_config`] and the topology's properties for `client`'s kind, for
+/// clients whose own settings come after the topology's.
+pub fn client_config(kafka: &skein_config::Kafka, client: Client) -> rdkafka::ClientConfig {
+    let mut config = base_config(kafka);
+    for (k, v) in role_properties(kafka, client) {
+        config.set(k, v);
+    }
+    config
+}
+
+fn role_properties(
+    kafka: &skein_config::Kafka,
+    client: Client,
+) -> &std::collections::BTreeMap<String, String> {
+    match client {
+        Client::Consumer => &kafka.consumer_properties,
+        Client::Producer => &kafka.producer_properties,
+    }
+}
+
+/// Applies the topology's extra properties, shared and then `client`'s,
+/// on top of role defaults.
 pub(crate) fn with_overrides(
     mut config: rdkafka::ClientConfig,
     kafka: &skein_config::Kafka,
+    client: Client,
 ) -> rdkafka::ClientConfig {
-    for (k, v) in &kafka.properties {
+    for (k, v) in kafka
+        .properties
+        .iter()
+        .chain(role_properties(kafka, client))
+    {
         config.set(k, v);
     }
     config

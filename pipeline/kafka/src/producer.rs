@@ -54,7 +54,7 @@ impl Publisher {
                 "message.timeout.ms",
                 delivery_timeout.as_millis().max(1).to_string(),
             );
-        let config = crate::with_overrides(config, kafka);
+        let config = crate::with_overrides(config, kafka, crate::Client::Producer);
         let producer = config.create().map_err(Error::kafka("create producer"))?;
         Ok(Self { producer })
     }
