@@ -12,6 +12,7 @@
 
 pub mod adjust;
 pub mod flat;
+pub mod flat_raw;
 pub mod jaeger;
 pub mod jaeger_in;
 pub mod jaeger_proto;

@@ -74,21 +74,28 @@ pub fn split_encoded(body: &[u8], limits: &Limits, now_unix_nano: u64) -> Result
 // ---------------------------------------------------------------------------
 // Wire format.
 
-const VARINT: u8 = 0;
-const I64: u8 = 1;
-const LEN: u8 = 2;
-const I32: u8 = 5;
+pub(crate) const VARINT: u8 = 0;
+pub(crate) const I64: u8 = 1;
+pub(crate) const LEN: u8 = 2;
+pub(crate) const I32: u8 = 5;
 
 /// One field of a message: its number, wire type, value bytes (`LEN`: the
 /// payload; others: the encoded scalar) and the whole field's bytes.
-struct Field<'a> {
-    number: u32,
-    wire: u8,
-    value: &'a [u8],
-    whole: &'a [u8],
+pub(crate) struct Field<'a> {
+    pub(crate) number: u32,
+    pub(crate) wire: u8,
+    pub(crate) value: &'a [u8],
+    pub(crate) whole: &'a [u8],
 }
 
-fn varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
+#[inline]
+pub(crate) fn varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
+    if let Some(&b) = buf.get(*pos) {
+        if b < 0x80 {
+            *pos += 1;
+            return Some(u64::from(b));
+        }
+    }
     let mut out = 0u64;
     for shift in 0..10 {
         let b = *buf.get(*pos)?;
@@ -106,7 +113,7 @@ fn varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
 
 /// The fields of a message, in order; `None` on anything malformed or
 /// unhandled (groups).
-struct Fields<'a> {
+pub(crate) struct Fields<'a> {
     buf: &'a [u8],
     pos: usize,
 }
@@ -123,7 +130,7 @@ impl<'a> Iterator for Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
-    fn of(buf: &'a [u8]) -> Self {
+    pub(crate) fn of(buf: &'a [u8]) -> Self {
         Self { buf, pos: 0 }
     }
 
@@ -352,7 +359,7 @@ struct SpanView<'a> {
     item_attributes: usize,
 }
 
-fn fixed64(value: &[u8]) -> u64 {
+pub(crate) fn fixed64(value: &[u8]) -> u64 {
     u64::from_le_bytes(value.try_into().unwrap_or_default())
 }
 
@@ -474,7 +481,7 @@ struct Group<'a> {
     last: (usize, usize),
 }
 
-fn len_varint(mut n: u64) -> usize {
+pub(crate) fn len_varint(mut n: u64) -> usize {
     let mut len = 1;
     while n >= 0x80 {
         n >>= 7;
@@ -483,7 +490,7 @@ fn len_varint(mut n: u64) -> usize {
     len
 }
 
-fn put_varint(out: &mut Vec<u8>, mut n: u64) {
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut n: u64) {
     while n >= 0x80 {
         out.push((n as u8 & 0x7f) | 0x80);
         n >>= 7;

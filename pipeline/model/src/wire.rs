@@ -34,17 +34,21 @@ pub fn encode_value(data: &TracesData) -> Vec<u8> {
 /// message without the header is taken to be OTLP protobuf, as the
 /// OpenTelemetry Kafka exporter writes it).
 pub fn decode_value(value: &[u8], encoding: Option<&[u8]>) -> Result<TracesData> {
-    match encoding {
-        None => {}
-        Some(e) if e == ENCODING_OTLP_PROTO_V1.as_bytes() => {}
-        Some(other) => {
-            return Err(Error::Wire(format!(
-                "unknown encoding {:?}",
-                String::from_utf8_lossy(other)
-            )))
-        }
-    }
+    check_encoding(encoding)?;
     Ok(TracesData::decode(value)?)
+}
+
+/// Whether a message whose encoding header is `encoding` holds an OTLP
+/// `TracesData` protobuf (see [`decode_value`]); `Err` names the encoding.
+pub fn check_encoding(encoding: Option<&[u8]>) -> Result<()> {
+    match encoding {
+        None => Ok(()),
+        Some(e) if e == ENCODING_OTLP_PROTO_V1.as_bytes() => Ok(()),
+        Some(other) => Err(Error::Wire(format!(
+            "unknown encoding {:?}",
+            String::from_utf8_lossy(other)
+        ))),
+    }
 }
 
 /// Parses the received-time header.

@@ -10,7 +10,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use opentelemetry_proto::tonic::trace::v1::TracesData;
-use skein_model::{flat, wire};
+use skein_model::{flat, flat_raw, wire};
 
 use crate::SpanRow;
 
@@ -49,12 +49,97 @@ impl Decoder {
 
     /// The rows of the message whose value is `payload` and whose header
     /// `key` is `header(key)`; `Err` says why it does not decode.
+    ///
+    /// A message encoded as prost encodes (what the collector and the
+    /// OpenTelemetry SDKs write) whose names enrichment keeps is read in
+    /// place ([`flat_raw`]); any other is decoded. Both give the same rows,
+    /// byte for byte.
     pub fn rows<'a>(
         &self,
         payload: &[u8],
         header: impl Fn(&str) -> Option<&'a [u8]>,
     ) -> Result<Vec<SpanRow>, skein_model::Error> {
+        wire::check_encoding(header(wire::ENCODING_HEADER))?;
+        let now = now_unix_nano();
+        let received = header(wire::RECEIVED_HEADER)
+            .and_then(wire::decode_received)
+            .unwrap_or(now);
+        if let Some(rows) = self.rows_in_place(payload, &self.tenant(&header), received, now) {
+            return Ok(rows);
+        }
         self.decode(payload, header, flat::flatten)
+    }
+
+    /// The rows of a message read in place; `None` when it is not encoded
+    /// as prost encodes, or when enrichment would change more than it can
+    /// there (a name, a blank `peer.service`).
+    fn rows_in_place(
+        &self,
+        payload: &[u8],
+        tenant: &str,
+        received: u64,
+        now: u64,
+    ) -> Option<Vec<SpanRow>> {
+        let t = flat_raw::read(payload)?;
+        let mut services = t.resources.iter().filter_map(|r| r.service_name);
+        if !services.all(|name| self.enricher.keeps_name(name, true)) {
+            return None;
+        }
+        let mut rows = Vec::with_capacity(t.spans.len());
+        for span in &t.spans {
+            if !self.enricher.keeps_name(span.name, false) {
+                return None;
+            }
+            let own = &t.attributes[span.attributes.clone()];
+            let (facts, add) = self.enricher.span_facts(span.kind, span.status_code, own)?;
+            let scope = &t.scopes[span.scope];
+            let resource = &t.resources[scope.resource];
+            let around = [
+                resource.attributes.clone(),
+                scope.attributes.clone(),
+                span.item_attributes.clone(),
+            ];
+            let count =
+                own.len() + usize::from(add) + around.iter().map(|r| r.len()).sum::<usize>();
+            let mut keys = Vec::with_capacity(count);
+            let mut values = Vec::with_capacity(count);
+            for a in own {
+                keys.push(a.key.to_owned());
+                values.push(a.value.text());
+            }
+            if add {
+                keys.push(crate::enrich::PEER_SERVICE.to_owned());
+                values.push(facts.peer_service.clone());
+            }
+            for a in around.into_iter().flat_map(|r| &t.attributes[r]) {
+                keys.push(a.key.to_owned());
+                values.push(a.value.text());
+            }
+            let added = add.then_some((crate::enrich::PEER_SERVICE, facts.peer_service.as_str()));
+            rows.push(SpanRow {
+                tenant: tenant.to_owned(),
+                trace_id: hex::encode(span.trace_id),
+                span_id: hex::encode(span.span_id),
+                parent_span_id: hex::encode(span.parent_span_id),
+                start_unix_nano: span.start_unix_nano,
+                duration_nano: span.end_unix_nano.saturating_sub(span.start_unix_nano),
+                service_name: resource
+                    .service_name
+                    .unwrap_or(flat::UNKNOWN_SERVICE)
+                    .to_owned(),
+                span_name: span.name.to_owned(),
+                span_kind: flat::kind_name(span.kind).to_owned(),
+                status_code: span.status_code,
+                error: u8::from(facts.error),
+                span: flat_raw::encode_one(&t, span, added),
+                peer_service: facts.peer_service,
+                attribute_keys: keys,
+                attribute_values: values,
+                received_unix_nano: received,
+                ingested_unix_nano: now,
+            });
+        }
+        Some(rows)
     }
 
     /// [`rows`](Self::rows) without attributes or the encoded span: what a
@@ -93,5 +178,211 @@ impl Decoder {
                 row
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::common::v1::{
+        any_value::Value, AnyValue, ArrayValue, InstrumentationScope, KeyValue,
+    };
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+    use prost::Message;
+
+    fn kv(key: &str, value: Value) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: Some(AnyValue { value: Some(value) }),
+            ..Default::default()
+        }
+    }
+
+    fn s(key: &str, value: &str) -> KeyValue {
+        kv(key, Value::StringValue(value.into()))
+    }
+
+    fn span(id: u8, name: &str, kind: i32, status: i32, attributes: Vec<KeyValue>) -> Span {
+        Span {
+            trace_id: vec![7; 16],
+            span_id: vec![id; 8],
+            parent_span_id: if id > 1 { vec![1; 8] } else { vec![] },
+            name: name.into(),
+            kind,
+            start_time_unix_nano: 1_700_000_000_000_000_000 + u64::from(id),
+            end_time_unix_nano: 1_700_000_000_000_500_000,
+            attributes,
+            events: vec![Event {
+                time_unix_nano: 1_700_000_000_000_100_000,
+                name: "retry".into(),
+                attributes: vec![kv("attempt", Value::IntValue(2))],
+                ..Default::default()
+            }],
+            links: vec![Link {
+                trace_id: vec![8; 16],
+                span_id: vec![9; 8],
+                attributes: vec![kv("sampled", Value::BoolValue(true))],
+                ..Default::default()
+            }],
+            status: (status != 0).then(|| Status {
+                code: status,
+                message: String::new(),
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// Spans that meet every rule: errors from status, HTTP and gRPC;
+    /// an own, an inferred and no peer service; a resource without
+    /// `service.name`; nested values; a scope with attributes.
+    fn message(service: &str, name: &str, extra: Vec<KeyValue>) -> Vec<u8> {
+        let mut client = vec![
+            s("db.system", "postgresql"),
+            s("server.address", "db:5432"),
+            kv("x", Value::DoubleValue(0.25)),
+            kv(
+                "list",
+                Value::ArrayValue(ArrayValue {
+                    values: vec![AnyValue {
+                        value: Some(Value::StringValue("a".into())),
+                    }],
+                }),
+            ),
+        ];
+        client.extend(extra);
+        TracesData {
+            resource_spans: vec![
+                ResourceSpans {
+                    resource: Some(Resource {
+                        attributes: vec![s("service.name", service), s("host.name", "h1")],
+                        ..Default::default()
+                    }),
+                    scope_spans: vec![ScopeSpans {
+                        scope: Some(InstrumentationScope {
+                            name: "lib".into(),
+                            version: "2".into(),
+                            attributes: vec![s("scope.k", "v")],
+                            ..Default::default()
+                        }),
+                        spans: vec![
+                            span(
+                                1,
+                                "GET /",
+                                2,
+                                0,
+                                vec![kv("http.response.status_code", Value::IntValue(503))],
+                            ),
+                            span(2, name, 3, 0, client),
+                            span(
+                                3,
+                                "rpc",
+                                3,
+                                1,
+                                vec![s("rpc.grpc.status_code", "UNAVAILABLE")],
+                            ),
+                            span(4, "send", 4, 2, vec![s("peer.service", "queue")]),
+                        ],
+                        schema_url: "https://opentelemetry.io/schemas/1.21.0".into(),
+                    }],
+                    schema_url: String::new(),
+                },
+                ResourceSpans {
+                    resource: None,
+                    scope_spans: vec![ScopeSpans {
+                        scope: None,
+                        spans: vec![span(5, "orphan", 0, 0, vec![])],
+                        schema_url: String::new(),
+                    }],
+                    schema_url: String::new(),
+                },
+            ],
+        }
+        .encode_to_vec()
+    }
+
+    fn headers(key: &str) -> Option<&'static [u8]> {
+        match key {
+            wire::RECEIVED_HEADER => Some(b"1700000000000000001"),
+            "skein-tenant" => Some(b"acme"),
+            _ => None,
+        }
+    }
+
+    /// The rows of `payload` both ways (ingest times zeroed), and whether
+    /// it was read in place.
+    fn both(decoder: &Decoder, payload: &[u8]) -> (Vec<SpanRow>, Vec<SpanRow>, bool) {
+        let zero = |mut rows: Vec<SpanRow>| {
+            for row in &mut rows {
+                row.ingested_unix_nano = 0;
+            }
+            rows
+        };
+        let in_place = decoder
+            .rows_in_place(payload, "acme", 1_700_000_000_000_000_001, 0)
+            .is_some();
+        let rows = zero(decoder.rows(payload, headers).unwrap());
+        let decoded = zero(decoder.decode(payload, headers, flat::flatten).unwrap());
+        (rows, decoded, in_place)
+    }
+
+    #[test]
+    fn rows_read_in_place_are_the_decoded_rows() {
+        let decoder = Decoder::new(&skein_config::Enrichment::default());
+        let (rows, decoded, in_place) = both(&decoder, &message("shop", "query", vec![]));
+        assert!(in_place);
+        assert_eq!(rows, decoded);
+        assert_eq!(rows.len(), 5);
+        let errors: Vec<u8> = rows.iter().map(|r| r.error).collect();
+        assert_eq!(errors, [1, 0, 0, 1, 0]);
+        let peers: Vec<&str> = rows.iter().map(|r| r.peer_service.as_str()).collect();
+        assert_eq!(peers, ["", "postgresql", "", "queue", ""]);
+        assert_eq!(rows[1].attribute_keys[4], "peer.service");
+        assert_eq!(rows[4].service_name, flat::UNKNOWN_SERVICE);
+        assert!(rows.iter().all(|r| r.tenant == "acme"));
+    }
+
+    #[test]
+    fn what_cannot_be_read_in_place_is_decoded_to_the_same_rows() {
+        let default = Decoder::new(&skein_config::Enrichment::default());
+        let lowercase = Decoder::new(&skein_config::Enrichment {
+            lowercase_services: true,
+            ..Default::default()
+        });
+        let mut unknown_field = message("shop", "query", vec![]);
+        unknown_field.extend_from_slice(&[0x10, 0x01]);
+        let cases = [
+            (&default, message("shop", "  query  all ", vec![])),
+            (
+                &default,
+                message("shop", "query", vec![s("peer.service", " ")]),
+            ),
+            (&lowercase, message("Shop", "query", vec![])),
+            (&default, message(&"s".repeat(300), "query", vec![])),
+            (&default, unknown_field),
+        ];
+        for (i, (decoder, payload)) in cases.iter().enumerate() {
+            let (rows, decoded, in_place) = both(decoder, payload);
+            assert!(!in_place, "case {i}");
+            assert_eq!(rows, decoded, "case {i}");
+            assert_eq!(rows.len(), 5, "case {i}");
+        }
+        // And what can, is: lowercase services already lowercase.
+        let (rows, decoded, in_place) = both(&lowercase, &message("shop", "query", vec![]));
+        assert!(in_place);
+        assert_eq!(rows, decoded);
+    }
+
+    #[test]
+    fn an_unknown_encoding_or_a_broken_message_is_an_error() {
+        let decoder = Decoder::new(&skein_config::Enrichment::default());
+        let err = decoder
+            .rows(&message("shop", "q", vec![]), |k| {
+                (k == wire::ENCODING_HEADER).then_some(b"avro/1".as_slice())
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("avro/1"), "{err}");
+        assert!(decoder.rows(&[0x0a, 0x05, 0x01], |_| None).is_err());
     }
 }

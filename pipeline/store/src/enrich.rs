@@ -71,6 +71,7 @@ use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValu
 use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode, Span, TracesData};
 use skein_config::Enrichment;
 use skein_model::flat;
+use skein_model::flat_raw::{self, Value as RawValue};
 
 /// The attribute naming the remote service of a span.
 pub const PEER_SERVICE: &str = "peer.service";
@@ -123,6 +124,63 @@ pub struct SpanFacts {
     /// The remote service: the span's own `peer.service`, or the inferred
     /// one now in its attributes; empty when there is none.
     pub peer_service: String,
+}
+
+/// What enrichment reads of an attribute: decoded, or read in place.
+pub trait Attr {
+    /// The key.
+    fn key(&self) -> &str;
+    /// The value; arrays and maps only as [`RawValue::Nested`], whose bytes
+    /// enrichment never reads.
+    fn value(&self) -> RawValue<'_>;
+    /// The value as text, as [`flat::value_text`] shows it.
+    fn text(&self) -> String;
+}
+
+impl Attr for KeyValue {
+    fn key(&self) -> &str {
+        &self.key
+    }
+
+    fn value(&self) -> RawValue<'_> {
+        match self.value.as_ref().and_then(|v| v.value.as_ref()) {
+            None => RawValue::Unset,
+            Some(Value::StringValue(s)) => RawValue::Str(s),
+            Some(Value::BoolValue(b)) => RawValue::Bool(*b),
+            Some(Value::IntValue(i)) => RawValue::Int(*i),
+            Some(Value::DoubleValue(d)) => RawValue::Double(*d),
+            Some(Value::BytesValue(b)) => RawValue::Bytes(b),
+            Some(Value::StringValueStrindex(i)) => RawValue::StrIndex(*i),
+            Some(Value::ArrayValue(_) | Value::KvlistValue(_)) => RawValue::Nested(&[]),
+        }
+    }
+
+    fn text(&self) -> String {
+        flat::value_text(self.value.as_ref())
+    }
+}
+
+impl Attr for flat_raw::Attribute<'_> {
+    fn key(&self) -> &str {
+        self.key
+    }
+
+    fn value(&self) -> RawValue<'_> {
+        self.value
+    }
+
+    fn text(&self) -> String {
+        self.value.text()
+    }
+}
+
+/// Where an inferred `peer.service` goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fill {
+    /// After the span's attributes.
+    Append,
+    /// Into the blank `peer.service` at this index.
+    Replace(usize),
 }
 
 /// How the value of a `peer_service_from` key becomes a peer service.
@@ -200,11 +258,71 @@ impl Enricher {
 
     fn enrich_span(&self, span: &mut Span) -> SpanFacts {
         self.normalise(&mut span.name, false);
-        let kind = SpanKind::try_from(span.kind).unwrap_or(SpanKind::Unspecified);
-        let infer = matches!(kind, SpanKind::Client | SpanKind::Producer);
-        let scan = self.scan(&span.attributes, infer);
-
         let status = span.status.as_ref().map_or(0, |s| s.code);
+        let (facts, fill) = self.facts(span.kind, status, &span.attributes);
+        if let Some(fill) = fill {
+            let value = Some(AnyValue {
+                value: Some(Value::StringValue(facts.peer_service.clone())),
+            });
+            match fill {
+                Fill::Replace(i) => span.attributes[i].value = value,
+                Fill::Append => span.attributes.push(KeyValue {
+                    key: PEER_SERVICE.to_owned(),
+                    value,
+                    ..Default::default()
+                }),
+            }
+        }
+        facts
+    }
+
+    /// Whether enrichment leaves `name` as it is: a span's name, or with
+    /// `service` a service name.
+    pub fn keeps_name(&self, name: &str, service: bool) -> bool {
+        let lowercased = service
+            && self.lowercase_services
+            && if name.is_ascii() {
+                name.bytes().any(|b| b.is_ascii_uppercase())
+            } else {
+                name.chars()
+                    .any(|c| c.to_lowercase().ne(std::iter::once(c)))
+            };
+        (!self.normalise_names || is_collapsed(name))
+            && !lowercased
+            && name.len() <= self.max_name_bytes
+    }
+
+    /// The facts of a span read in place (`kind`, status code `status`,
+    /// its own `attributes`) and whether its inferred `peer.service` is to
+    /// be added after its attributes; `None` when enrichment would change
+    /// the span in another way (fill a blank `peer.service`), so that the
+    /// caller decodes it instead. Its name is the caller's to check, with
+    /// [`keeps_name`](Self::keeps_name).
+    pub fn span_facts(
+        &self,
+        kind: i32,
+        status: i32,
+        attributes: &[flat_raw::Attribute<'_>],
+    ) -> Option<(SpanFacts, bool)> {
+        match self.facts(kind, status, attributes) {
+            (facts, None) => Some((facts, false)),
+            (facts, Some(Fill::Append)) => Some((facts, true)),
+            (_, Some(Fill::Replace(_))) => None,
+        }
+    }
+
+    /// What enrichment derives from a span, and where an inferred
+    /// `peer.service` goes.
+    fn facts<A: Attr>(
+        &self,
+        kind: i32,
+        status: i32,
+        attributes: &[A],
+    ) -> (SpanFacts, Option<Fill>) {
+        let kind = SpanKind::try_from(kind).unwrap_or(SpanKind::Unspecified);
+        let infer = matches!(kind, SpanKind::Client | SpanKind::Producer);
+        let scan = self.scan(attributes, infer);
+
         let error = status == StatusCode::Error as i32
             || (self.error_from_attributes
                 && status != StatusCode::Ok as i32
@@ -212,13 +330,10 @@ impl Enricher {
 
         // The span's own peer.service, unless it is a blank string.
         let peer_index = scan.peer_index;
-        let own = peer_index.and_then(|i| {
-            let value = span.attributes[i].value.as_ref();
-            match value.and_then(|v| v.value.as_ref()) {
-                Some(Value::StringValue(s)) if s.trim().is_empty() => None,
-                Some(Value::StringValue(s)) => Some(s.clone()),
-                _ => Some(flat::value_text(value)),
-            }
+        let own = peer_index.and_then(|i| match attributes[i].value() {
+            RawValue::Str(s) if s.trim().is_empty() => None,
+            RawValue::Str(s) => Some(s.to_owned()),
+            _ => Some(attributes[i].text()),
         });
         let (mut peer_service, inferred) = match own {
             Some(own) => (own, false),
@@ -228,32 +343,26 @@ impl Enricher {
             },
         };
         self.normalise_service(&mut peer_service);
-        if inferred && !peer_service.is_empty() {
-            let value = Some(AnyValue {
-                value: Some(Value::StringValue(peer_service.clone())),
-            });
-            match peer_index {
-                // A blank peer.service: fill it rather than add a second key.
-                Some(i) => span.attributes[i].value = value,
-                None => span.attributes.push(KeyValue {
-                    key: PEER_SERVICE.to_owned(),
-                    value,
-                    ..Default::default()
-                }),
-            }
-        }
-        SpanFacts {
-            error,
-            peer_service,
-        }
+        let fill = (inferred && !peer_service.is_empty()).then_some(match peer_index {
+            // A blank peer.service: fill it rather than add a second key.
+            Some(i) => Fill::Replace(i),
+            None => Fill::Append,
+        });
+        (
+            SpanFacts {
+                error,
+                peer_service,
+            },
+            fill,
+        )
     }
 
     /// Reads what enrichment needs from a span's attributes, in one pass.
-    fn scan<'a>(&self, attributes: &'a [KeyValue], infer: bool) -> Scan<'a> {
+    fn scan<'a, A: Attr>(&self, attributes: &'a [A], infer: bool) -> Scan<'a> {
         let mut scan = Scan::default();
         let infer = infer && !self.peer_sources.is_empty();
         for (i, kv) in attributes.iter().enumerate() {
-            let key = kv.key.as_str();
+            let key = kv.key();
             if key == PEER_SERVICE {
                 scan.peer_index.get_or_insert(i);
                 continue;
@@ -276,12 +385,11 @@ impl Enricher {
             if scan.peer.is_some_and(|(best, _)| best <= rank) {
                 continue;
             }
-            let Some(Value::StringValue(value)) = kv.value.as_ref().and_then(|v| v.value.as_ref())
-            else {
+            let RawValue::Str(value) = kv.value() else {
                 continue;
             };
             let value = match self.peer_sources[rank].1 {
-                Source::AsIs => value.as_str(),
+                Source::AsIs => value,
                 Source::Address => strip_port(value.trim()),
             }
             .trim();
@@ -363,18 +471,18 @@ fn service_name_mut(attributes: &mut [KeyValue]) -> Option<&mut String> {
     })
 }
 
-fn int_value(kv: &KeyValue) -> Option<i64> {
-    match kv.value.as_ref()?.value.as_ref()? {
-        Value::IntValue(i) => Some(*i),
-        Value::StringValue(s) => s.trim().parse().ok(),
+fn int_value(kv: &impl Attr) -> Option<i64> {
+    match kv.value() {
+        RawValue::Int(i) => Some(i),
+        RawValue::Str(s) => s.trim().parse().ok(),
         _ => None,
     }
 }
 
-fn grpc_code(kv: &KeyValue) -> Option<i64> {
-    match kv.value.as_ref()?.value.as_ref()? {
-        Value::IntValue(i) => Some(*i),
-        Value::StringValue(s) => {
+fn grpc_code(kv: &impl Attr) -> Option<i64> {
+    match kv.value() {
+        RawValue::Int(i) => Some(i),
+        RawValue::Str(s) => {
             let s = s.trim();
             s.parse().ok().or_else(|| {
                 GRPC_CODES
@@ -387,10 +495,10 @@ fn grpc_code(kv: &KeyValue) -> Option<i64> {
     }
 }
 
-fn is_true(kv: &KeyValue) -> bool {
-    match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
-        Some(Value::BoolValue(b)) => *b,
-        Some(Value::StringValue(s)) => s.trim().eq_ignore_ascii_case("true"),
+fn is_true(kv: &impl Attr) -> bool {
+    match kv.value() {
+        RawValue::Bool(b) => b,
+        RawValue::Str(s) => s.trim().eq_ignore_ascii_case("true"),
         _ => false,
     }
 }

@@ -1,0 +1,1034 @@
+//! Reading an encoded `TracesData` in place, for flattening without
+//! decoding it.
+//!
+//! In: the protobuf bytes of a message of the spans topic. Out: [`Traces`]:
+//! every span's IDs, times, name, kind, status code and attributes, and its
+//! resource and scope, as slices of the bytes (no copies); and
+//! [`encode_one`], the `ResourceSpans` of one span as
+//! [`flat::flatten`](crate::flat::flatten) encodes it.
+//!
+//! Decoding a message into owned structs (a `String` or `Vec` for every ID,
+//! name, key and value), then encoding each span again, was most of the
+//! ingester's decoding. Here a message is read only when it is encoded
+//! exactly as prost encodes what it decodes from it (fields in order, no
+//! default scalars, shortest varints, no unknown fields: what the collector
+//! and the OpenTelemetry SDKs write); then slices of it are the bytes prost
+//! would write, and the rows built from them are the rows of the decoded
+//! message, byte for byte. [`read`] answers `None` for any other message,
+//! and the caller decodes it instead.
+
+use std::ops::Range;
+
+use opentelemetry_proto::tonic::common::v1::AnyValue;
+use prost::Message;
+
+use crate::otlp_raw::{
+    fixed64, len_varint, put_varint, varint, Field, Fields, I32, I64, LEN, VARINT,
+};
+
+// ---------------------------------------------------------------------------
+// Checking that a message is encoded as prost encodes it.
+
+/// What a varint field holds, for the values prost writes for it.
+#[derive(Clone, Copy)]
+enum Int {
+    Int32,
+    Uint32,
+    Int64,
+    Bool,
+}
+
+/// What a known field holds.
+#[derive(Clone, Copy)]
+enum Type {
+    Varint(Int),
+    Fixed64,
+    Fixed32,
+    Bytes,
+    Str,
+    /// A string the reader converts to `&str` itself (and so checks).
+    Text,
+    Msg(Spec),
+}
+
+/// How often a field may appear, and whether its default is written.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Card {
+    /// At most once, never with its default value (proto3 scalars), or a
+    /// message (written whenever present).
+    Single,
+    /// Any number of times, one after another.
+    Repeated,
+    /// A member of the message's one `oneof`: at most one member appears,
+    /// with any value.
+    Oneof,
+}
+
+/// A message type: its known fields.
+#[derive(Clone, Copy)]
+struct Spec(fn(u32) -> Option<(Type, Card)>);
+
+const MAX_DEPTH: usize = 32;
+
+fn traces_data(n: u32) -> Option<(Type, Card)> {
+    (n == 1).then_some((Type::Msg(Spec(resource_spans)), Card::Repeated))
+}
+
+fn resource_spans(n: u32) -> Option<(Type, Card)> {
+    Some(match n {
+        1 => (Type::Msg(Spec(resource)), Card::Single),
+        2 => (Type::Msg(Spec(scope_spans)), Card::Repeated),
+        3 => (Type::Str, Card::Single),
+        _ => return None,
+    })
+}
+
+fn resource(n: u32) -> Option<(Type, Card)> {
+    Some(match n {
+        1 => (Type::Msg(Spec(key_value)), Card::Repeated),
+        2 => (Type::Varint(Int::Uint32), Card::Single),
+        3 => (Type::Msg(Spec(entity_ref)), Card::Repeated),
+        _ => return None,
+    })
+}
+
+fn entity_ref(n: u32) -> Option<(Type, Card)> {
+    Some(match n {
+        1 | 2 => (Type::Str, Card::Single),
+        3 | 4 => (Type::Str, Card::Repeated),
+        _ => return None,
+    })
+}
+
+fn scope_spans(n: u32) -> Option<(Type, Card)> {
+    Some(match n {
+        1 => (Type::Msg(Spec(scope)), Card::Single),
+        2 => (Type::Msg(Spec(span)), Card::Repeated),
+        3 => (Type::Str, Card::Single),
+        _ => return None,
+    })
+}
+
+fn scope(n: u32) -> Option<(Type, Card)> {
+    Some(match n {
+        1 | 2 => (Type::Str, Card::Single),
+        3 => (Type::Msg(Spec(key_value)), Card::Repeated),
+        4 => (Type::Varint(Int::Uint32), Card::Single),
+        _ => return None,
+    })
+}
+
+fn span(n: u32) -> Option<(Type, Card)> {
+    Some(match n {
+        1 | 2 | 4 => (Type::Bytes, Card::Single),
+        3 => (Type::Str, Card::Single),
+        5 => (Type::Text, Card::Single),
+        6 => (Type::Varint(Int::Int32), Card::Single),
+        7 | 8 => (Type::Fixed64, Card::Single),
+        9 => (Type::Msg(Spec(key_value)), Card::Repeated),
+        10 | 12 | 14 => (Type::Varint(Int::Uint32), Card::Single),
+        11 => (Type::Msg(Spec(event)), Card::Repeated),
+        13 => (Type::Msg(Spec(link)), Card::Repeated),
+        15 => (Type::Msg(Spec(status)), Card::Single),
+        16 => (Type::Fixed32, Card::Single),
+        _ => return None,
+    })
+}
+
+fn event(n: u32) -> Option<(Type, Card)> {
+    Some(match n {
+        1 => (Type::Fixed64, Card::Single),
+        2 => (Type::Str, Card::Single),
+        3 => (Type::Msg(Spec(key_value)), Card::Repeated),
+        4 => (Type::Varint(Int::Uint32), Card::Single),
+        _ => return None,
+    })
+}
+
+fn link(n: u32) -> Option<(Type, Card)> {
+    Some(match n {
+        1 | 2 => (Type::Bytes, Card::Single),
+        3 => (Type::Str, Card::Single),
+        4 => (Type::Msg(Spec(key_value)), Card::Repeated),
+        5 => (Type::Varint(Int::Uint32), Card::Single),
+        6 => (Type::Fixed32, Card::Single),
+        _ => return None,
+    })
+}
+
+fn status(n: u32) -> Option<(Type, Card)> {
+    Some(match n {
+        2 => (Type::Str, Card::Single),
+        3 => (Type::Varint(Int::Int32), Card::Single),
+        _ => return None,
+    })
+}
+
+fn key_value(n: u32) -> Option<(Type, Card)> {
+    Some(match n {
+        1 => (Type::Text, Card::Single),
+        2 => (Type::Msg(Spec(any_value)), Card::Single),
+        3 => (Type::Varint(Int::Int32), Card::Single),
+        _ => return None,
+    })
+}
+
+fn any_value(n: u32) -> Option<(Type, Card)> {
+    Some(match n {
+        1 => (Type::Text, Card::Oneof),
+        2 => (Type::Varint(Int::Bool), Card::Oneof),
+        3 => (Type::Varint(Int::Int64), Card::Oneof),
+        4 => (Type::Fixed64, Card::Oneof),
+        5 => (Type::Msg(Spec(array_value)), Card::Oneof),
+        6 => (Type::Msg(Spec(key_value_list)), Card::Oneof),
+        7 => (Type::Bytes, Card::Oneof),
+        8 => (Type::Varint(Int::Int32), Card::Oneof),
+        _ => return None,
+    })
+}
+
+fn array_value(n: u32) -> Option<(Type, Card)> {
+    (n == 1).then_some((Type::Msg(Spec(any_value)), Card::Repeated))
+}
+
+fn key_value_list(n: u32) -> Option<(Type, Card)> {
+    (n == 1).then_some((Type::Msg(Spec(key_value)), Card::Repeated))
+}
+
+/// Field order as prost writes it: ascending numbers, only repeated
+/// fields repeat, at most one member of the `oneof`.
+#[derive(Default)]
+struct Order {
+    last: u32,
+    oneof: bool,
+}
+
+impl Order {
+    fn admits(&mut self, number: u32, card: Card) -> bool {
+        if number < self.last || (number == self.last && card != Card::Repeated) {
+            return false;
+        }
+        self.last = number;
+        if card == Card::Oneof {
+            if self.oneof {
+                return false;
+            }
+            self.oneof = true;
+        }
+        true
+    }
+}
+
+/// Whether prost writes `field` back as it is, as a field of type `ty`
+/// appearing as `card` says: its wire type, the shortest varints, a
+/// singular scalar never at its default, strings UTF-8; a message field's
+/// content is checked with `canonical` only when `deep`.
+fn field_ok(field: &Field<'_>, ty: Type, card: Card, deep: bool, depth: usize) -> bool {
+    let key_len = if field.number < 16 {
+        1
+    } else {
+        len_varint(u64::from(field.number) << 3)
+    };
+    let head = field.whole.len() - field.value.len();
+    let single = card == Card::Single;
+    match ty {
+        Type::Varint(int) => {
+            let v = varint_value(field.value);
+            field.wire == VARINT
+                && head == key_len
+                && field.value.len() == len_varint(v)
+                && !(single && v == 0)
+                && match int {
+                    Int::Int32 => v == i64::from(v as i32) as u64,
+                    Int::Uint32 => v <= u64::from(u32::MAX),
+                    Int::Int64 => true,
+                    Int::Bool => v <= 1,
+                }
+        }
+        Type::Fixed64 => {
+            field.wire == I64 && head == key_len && !(single && fixed64(field.value) == 0)
+        }
+        Type::Fixed32 => field.wire == I32 && head == key_len && !(single && field.value == [0; 4]),
+        Type::Bytes | Type::Str | Type::Text | Type::Msg(_) => {
+            let utf8 = || field.value.is_ascii() || std::str::from_utf8(field.value).is_ok();
+            field.wire == LEN
+                && head == key_len + len_varint(field.value.len() as u64)
+                && match ty {
+                    Type::Bytes => !(single && field.value.is_empty()),
+                    Type::Str => !(single && field.value.is_empty()) && utf8(),
+                    Type::Text => !(single && field.value.is_empty()) && (!deep || utf8()),
+                    Type::Msg(inner) => !deep || canonical(field.value, inner, depth + 1),
+                    _ => false,
+                }
+        }
+    }
+}
+
+/// Whether prost, decoding `buf` as a `spec` message and encoding it again,
+/// writes `buf` back: known fields only, in field order (see [`Order`] and
+/// [`field_ok`]).
+fn canonical(buf: &[u8], spec: Spec, depth: usize) -> bool {
+    if depth > MAX_DEPTH {
+        return false;
+    }
+    let mut order = Order::default();
+    for field in Fields::of(buf) {
+        let Some(field) = field else { return false };
+        let Some((ty, card)) = (spec.0)(field.number) else {
+            return false;
+        };
+        if !order.admits(field.number, card) || !field_ok(&field, ty, card, true, depth) {
+            return false;
+        }
+    }
+    true
+}
+
+/// The fields of a `spec` message, each checked as [`canonical`] checks
+/// it but for the content of message fields (left to the caller, who reads
+/// them); `None` for the first that is not as prost writes it.
+fn checked<'a>(buf: &'a [u8], spec: Spec) -> impl Iterator<Item = Option<Field<'a>>> {
+    let mut order = Order::default();
+    Fields::of(buf).map(move |field| {
+        let field = field?;
+        let (ty, card) = (spec.0)(field.number)?;
+        (order.admits(field.number, card) && field_ok(&field, ty, card, false, 0)).then_some(field)
+    })
+}
+
+/// A [`Type::Text`] field's string; `None` when it is not UTF-8.
+fn text(value: &[u8]) -> Option<&str> {
+    std::str::from_utf8(value).ok()
+}
+
+// ---------------------------------------------------------------------------
+// Reading.
+
+/// An attribute value, read in place.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Value<'a> {
+    /// No value (a `KeyValue` without one, or an empty `AnyValue`).
+    Unset,
+    /// `string_value`.
+    Str(&'a str),
+    /// `bool_value`.
+    Bool(bool),
+    /// `int_value`.
+    Int(i64),
+    /// `double_value`.
+    Double(f64),
+    /// `bytes_value`.
+    Bytes(&'a [u8]),
+    /// `string_value_strindex` (profiles only).
+    StrIndex(i32),
+    /// An array or a map: the whole `AnyValue`, decoded when shown.
+    Nested(&'a [u8]),
+}
+
+impl Value<'_> {
+    /// The value as text, as [`flat::value_text`](crate::flat::value_text)
+    /// shows the decoded value.
+    pub fn text(&self) -> String {
+        use base64::Engine as _;
+        match *self {
+            Value::Unset => String::new(),
+            Value::Str(s) => s.to_owned(),
+            Value::Bool(b) => b.to_string(),
+            Value::Int(i) => i.to_string(),
+            Value::Double(d) => d.to_string(),
+            Value::Bytes(b) => base64::engine::general_purpose::STANDARD.encode(b),
+            Value::StrIndex(i) => i.to_string(),
+            Value::Nested(bytes) => crate::flat::value_text(AnyValue::decode(bytes).ok().as_ref()),
+        }
+    }
+}
+
+/// A `KeyValue`, read in place.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Attribute<'a> {
+    /// The key.
+    pub key: &'a str,
+    /// The value.
+    pub value: Value<'a>,
+}
+
+/// A resource or a scope of the message: its encoded field in the
+/// `ResourceSpans` or `ScopeSpans` (empty when absent), that message's
+/// schema URL field (empty when absent), and its attributes.
+#[derive(Debug, Clone, Default)]
+pub struct Part<'a> {
+    /// The whole field 1 (`resource` or `scope`), key and length included.
+    pub field: &'a [u8],
+    /// The whole field 3 (`schema_url`) of the `ResourceSpans` or
+    /// `ScopeSpans`.
+    pub schema_url: &'a [u8],
+    /// Its attributes, in [`Traces::attributes`].
+    pub attributes: Range<usize>,
+    /// For a resource: the first string `service.name`.
+    pub service_name: Option<&'a str>,
+    /// For a scope: its resource, in [`Traces::resources`].
+    pub resource: usize,
+}
+
+/// One span, read in place.
+#[derive(Debug, Clone)]
+pub struct SpanRef<'a> {
+    /// The span's encoded message.
+    pub bytes: &'a [u8],
+    /// Where in `bytes` the fields after `attributes` start (where prost
+    /// writes an attribute added to the span).
+    pub attributes_end: usize,
+    /// Its scope, in [`Traces::scopes`].
+    pub scope: usize,
+    /// Trace ID bytes.
+    pub trace_id: &'a [u8],
+    /// Span ID bytes.
+    pub span_id: &'a [u8],
+    /// Parent span ID bytes.
+    pub parent_span_id: &'a [u8],
+    /// The span's name.
+    pub name: &'a str,
+    /// The span kind.
+    pub kind: i32,
+    /// Start, ns since the epoch.
+    pub start_unix_nano: u64,
+    /// End, ns since the epoch.
+    pub end_unix_nano: u64,
+    /// The status code.
+    pub status_code: i32,
+    /// Its own attributes, in [`Traces::attributes`].
+    pub attributes: Range<usize>,
+    /// Its events' and then its links' attributes, in
+    /// [`Traces::attributes`].
+    pub item_attributes: Range<usize>,
+}
+
+/// A message's spans, read in place; see the module.
+#[derive(Debug, Clone, Default)]
+pub struct Traces<'a> {
+    /// Resources, in message order.
+    pub resources: Vec<Part<'a>>,
+    /// Scopes, in message order.
+    pub scopes: Vec<Part<'a>>,
+    /// Spans, in message order (the order of `flat::flatten`).
+    pub spans: Vec<SpanRef<'a>>,
+    /// Every attribute the ranges above point into.
+    pub attributes: Vec<Attribute<'a>>,
+}
+
+/// Reads the encoded `TracesData` `buf`; `None` unless prost would encode
+/// what it decodes from `buf` as `buf` (see the module).
+pub fn read(buf: &[u8]) -> Option<Traces<'_>> {
+    let mut t = Traces::default();
+    for rs in checked(buf, Spec(traces_data)) {
+        let rs = rs?;
+        let r = t.resources.len();
+        t.resources.push(Part::default());
+        for f in checked(rs.value, Spec(resource_spans)) {
+            let f = f?;
+            match f.number {
+                1 => {
+                    let start = t.attributes.len();
+                    for field in checked(f.value, Spec(resource)) {
+                        let field = field?;
+                        match field.number {
+                            1 => t.attributes.push(attribute(field.value)?),
+                            3 => canonical(field.value, Spec(entity_ref), 1).then_some(())?,
+                            _ => {}
+                        }
+                    }
+                    let part = &mut t.resources[r];
+                    part.field = f.whole;
+                    part.attributes = start..t.attributes.len();
+                    part.service_name = t.attributes[start..].iter().find_map(|a| match a {
+                        Attribute {
+                            key: "service.name",
+                            value: Value::Str(s),
+                        } => Some(*s),
+                        _ => None,
+                    });
+                }
+                2 => read_scope(&mut t, r, f.value)?,
+                _ => t.resources[r].schema_url = f.whole,
+            }
+        }
+    }
+    Some(t)
+}
+
+fn read_scope<'a>(t: &mut Traces<'a>, resource: usize, buf: &'a [u8]) -> Option<()> {
+    let s = t.scopes.len();
+    t.scopes.push(Part {
+        resource,
+        ..Part::default()
+    });
+    for f in checked(buf, Spec(scope_spans)) {
+        let f = f?;
+        match f.number {
+            1 => {
+                let start = t.attributes.len();
+                for field in checked(f.value, Spec(scope)) {
+                    let field = field?;
+                    if field.number == 3 {
+                        t.attributes.push(attribute(field.value)?);
+                    }
+                }
+                t.scopes[s].field = f.whole;
+                t.scopes[s].attributes = start..t.attributes.len();
+            }
+            2 => {
+                let span = read_span(t, s, f.value)?;
+                t.spans.push(span);
+            }
+            _ => t.scopes[s].schema_url = f.whole,
+        }
+    }
+    Some(())
+}
+
+fn read_span<'a>(t: &mut Traces<'a>, scope: usize, buf: &'a [u8]) -> Option<SpanRef<'a>> {
+    let mut span = SpanRef {
+        bytes: buf,
+        attributes_end: buf.len(),
+        scope,
+        trace_id: &[],
+        span_id: &[],
+        parent_span_id: &[],
+        name: "",
+        kind: 0,
+        start_unix_nano: 0,
+        end_unix_nano: 0,
+        status_code: 0,
+        attributes: 0..0,
+        item_attributes: 0..0,
+    };
+    let start = t.attributes.len();
+    let mut items = None;
+    let mut pos = 0;
+    for f in checked(buf, Spec(self::span)) {
+        let f = f?;
+        if f.number > 9 && span.attributes_end == buf.len() {
+            span.attributes_end = pos;
+        }
+        pos += f.whole.len();
+        match f.number {
+            1 => span.trace_id = f.value,
+            2 => span.span_id = f.value,
+            4 => span.parent_span_id = f.value,
+            5 => span.name = text(f.value)?,
+            6 => span.kind = varint_value(f.value) as i32,
+            7 => span.start_unix_nano = fixed64(f.value),
+            8 => span.end_unix_nano = fixed64(f.value),
+            9 => t.attributes.push(attribute(f.value)?),
+            11 | 13 => {
+                items.get_or_insert(t.attributes.len());
+                let (spec, number) = if f.number == 11 {
+                    (Spec(event), 3)
+                } else {
+                    (Spec(link), 4)
+                };
+                for field in checked(f.value, spec) {
+                    let field = field?;
+                    if field.number == number {
+                        t.attributes.push(attribute(field.value)?);
+                    }
+                }
+            }
+            15 => {
+                for field in checked(f.value, Spec(status)) {
+                    let field = field?;
+                    if field.number == 3 {
+                        span.status_code = varint_value(field.value) as i32;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let end = t.attributes.len();
+    let own_end = items.unwrap_or(end);
+    span.attributes = start..own_end;
+    span.item_attributes = own_end..end;
+    Some(span)
+}
+
+fn varint_value(buf: &[u8]) -> u64 {
+    match buf {
+        [b] if *b < 0x80 => u64::from(*b),
+        _ => {
+            let mut pos = 0;
+            varint(buf, &mut pos).unwrap_or_default()
+        }
+    }
+}
+
+/// A checked `KeyValue`.
+fn attribute(buf: &[u8]) -> Option<Attribute<'_>> {
+    plain_attribute(buf).or_else(|| any_attribute(buf))
+}
+
+/// The payload of the `LEN` field at `pos` if its key is the one byte
+/// `tag` and its length is the shortest varint; moves `pos` past it.
+fn len_field<'a>(buf: &'a [u8], pos: &mut usize, tag: u8) -> Option<&'a [u8]> {
+    if buf.get(*pos) != Some(&tag) {
+        return None;
+    }
+    let mut p = *pos + 1;
+    let len = varint(buf, &mut p)?;
+    if p - *pos - 1 != len_varint(len) {
+        return None;
+    }
+    let end = p.checked_add(usize::try_from(len).ok()?)?;
+    let value = buf.get(p..end)?;
+    *pos = end;
+    Some(value)
+}
+
+/// [`any_attribute`] of the common case, faster: a non-empty key and a
+/// string, bool, int, double or bytes value, or none. `None` for anything
+/// else, which [`any_attribute`] then reads (or refuses).
+fn plain_attribute(buf: &[u8]) -> Option<Attribute<'_>> {
+    let mut pos = 0;
+    let key = len_field(buf, &mut pos, 0x0a)?;
+    if key.is_empty() {
+        return None;
+    }
+    let value = if pos == buf.len() {
+        Value::Unset
+    } else {
+        plain_value(len_field(buf, &mut pos, 0x12)?)?
+    };
+    (pos == buf.len()).then_some(Attribute {
+        key: text(key)?,
+        value,
+    })
+}
+
+/// A one-field `AnyValue` of the common kinds, as [`value`] reads it.
+fn plain_value(buf: &[u8]) -> Option<Value<'_>> {
+    let (&tag, rest) = buf.split_first()?;
+    match tag {
+        // string_value = 1, bytes_value = 7
+        0x0a | 0x3a => {
+            let mut pos = 0;
+            let payload = len_field(buf, &mut pos, tag)?;
+            if pos != buf.len() {
+                return None;
+            }
+            Some(if tag == 0x0a {
+                Value::Str(text(payload)?)
+            } else {
+                Value::Bytes(payload)
+            })
+        }
+        // bool_value = 2
+        0x10 => match rest {
+            [0] => Some(Value::Bool(false)),
+            [1] => Some(Value::Bool(true)),
+            _ => None,
+        },
+        // int_value = 3
+        0x18 => {
+            let mut pos = 0;
+            let v = varint(rest, &mut pos)?;
+            (pos == rest.len() && pos == len_varint(v)).then_some(Value::Int(v as i64))
+        }
+        // double_value = 4
+        0x21 if rest.len() == 8 => Some(Value::Double(f64::from_bits(fixed64(rest)))),
+        _ => None,
+    }
+}
+
+/// A `KeyValue` checked field by field, whatever it holds.
+fn any_attribute(buf: &[u8]) -> Option<Attribute<'_>> {
+    let mut out = Attribute {
+        key: "",
+        value: Value::Unset,
+    };
+    for f in checked(buf, Spec(key_value)) {
+        let f = f?;
+        match f.number {
+            1 => out.key = text(f.value)?,
+            2 => out.value = value(f.value)?,
+            _ => {}
+        }
+    }
+    Some(out)
+}
+
+/// A checked `AnyValue`.
+fn value(buf: &[u8]) -> Option<Value<'_>> {
+    let mut fields = checked(buf, Spec(any_value));
+    let Some(f) = fields.next() else {
+        return Some(Value::Unset);
+    };
+    let f = f?;
+    // A second member of the oneof is refused by `checked`.
+    if let Some(second) = fields.next() {
+        second?;
+    }
+    Some(match f.number {
+        1 => Value::Str(text(f.value)?),
+        2 => Value::Bool(varint_value(f.value) != 0),
+        3 => Value::Int(varint_value(f.value) as i64),
+        4 => Value::Double(f64::from_bits(fixed64(f.value))),
+        5 => {
+            canonical(f.value, Spec(array_value), 1).then_some(())?;
+            Value::Nested(buf)
+        }
+        6 => {
+            canonical(f.value, Spec(key_value_list), 1).then_some(())?;
+            Value::Nested(buf)
+        }
+        7 => Value::Bytes(f.value),
+        _ => Value::StrIndex(varint_value(f.value) as i32),
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Encoding one span.
+
+/// The `ResourceSpans` holding only `span` under its resource and scope,
+/// with `added` (a string attribute, e.g. an inferred `peer.service`)
+/// after its attributes: the bytes prost writes for the decoded resource,
+/// scope and span with `added` pushed to its attributes.
+pub fn encode_one(t: &Traces<'_>, span: &SpanRef<'_>, added: Option<(&str, &str)>) -> Vec<u8> {
+    let scope = &t.scopes[span.scope];
+    let resource = &t.resources[scope.resource];
+    let mut extra = Vec::new();
+    if let Some((key, value)) = added {
+        // AnyValue { string_value = 1 }
+        let any_len = 1 + len_varint(value.len() as u64) + value.len();
+        // KeyValue { key = 1, value = 2 }
+        let kv_len =
+            1 + len_varint(key.len() as u64) + key.len() + 1 + len_varint(any_len as u64) + any_len;
+        extra.reserve(1 + len_varint(kv_len as u64) + kv_len);
+        extra.push(0x4a); // Span.attributes = 9, LEN
+        put_varint(&mut extra, kv_len as u64);
+        extra.push(0x0a);
+        put_varint(&mut extra, key.len() as u64);
+        extra.extend_from_slice(key.as_bytes());
+        extra.push(0x12);
+        put_varint(&mut extra, any_len as u64);
+        extra.push(0x0a);
+        put_varint(&mut extra, value.len() as u64);
+        extra.extend_from_slice(value.as_bytes());
+    }
+    let span_len = span.bytes.len() + extra.len();
+    let scope_len =
+        scope.field.len() + 1 + len_varint(span_len as u64) + span_len + scope.schema_url.len();
+    let total = resource.field.len()
+        + 1
+        + len_varint(scope_len as u64)
+        + scope_len
+        + resource.schema_url.len();
+    let mut out = Vec::with_capacity(total);
+    out.extend_from_slice(resource.field);
+    out.push(0x12); // ResourceSpans.scope_spans = 2
+    put_varint(&mut out, scope_len as u64);
+    out.extend_from_slice(scope.field);
+    out.push(0x12); // ScopeSpans.spans = 2
+    put_varint(&mut out, span_len as u64);
+    let (before, after) = span.bytes.split_at(span.attributes_end);
+    out.extend_from_slice(before);
+    out.extend_from_slice(&extra);
+    out.extend_from_slice(after);
+    out.extend_from_slice(scope.schema_url);
+    out.extend_from_slice(resource.schema_url);
+    debug_assert_eq!(out.len(), total);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::common::v1::{
+        any_value, ArrayValue, InstrumentationScope, KeyValue, KeyValueList,
+    };
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
+    use opentelemetry_proto::tonic::trace::v1::{
+        ResourceSpans, ScopeSpans, Span, Status, TracesData,
+    };
+
+    fn kv(key: &str, value: any_value::Value) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: Some(AnyValue { value: Some(value) }),
+            ..Default::default()
+        }
+    }
+
+    fn sample() -> TracesData {
+        use any_value::Value as V;
+        let span = |id: u8, name: &str| Span {
+            trace_id: vec![1; 16],
+            span_id: vec![id; 8],
+            parent_span_id: if id > 2 { vec![2; 8] } else { vec![] },
+            name: name.into(),
+            kind: 3,
+            start_time_unix_nano: 1_000,
+            end_time_unix_nano: 3_500,
+            attributes: vec![
+                kv("s", V::StringValue("v".into())),
+                kv("e", V::StringValue(String::new())),
+                kv("i", V::IntValue(-5)),
+                kv("z", V::IntValue(0)),
+                kv("d", V::DoubleValue(72.5)),
+                kv("b", V::BoolValue(false)),
+                kv("x", V::BytesValue(vec![0, 1])),
+                kv(
+                    "a",
+                    V::ArrayValue(ArrayValue {
+                        values: vec![AnyValue {
+                            value: Some(V::IntValue(1)),
+                        }],
+                    }),
+                ),
+                kv(
+                    "m",
+                    V::KvlistValue(KeyValueList {
+                        values: vec![kv("k", V::StringValue("w".into()))],
+                    }),
+                ),
+                KeyValue {
+                    key: "none".into(),
+                    value: None,
+                    ..Default::default()
+                },
+            ],
+            dropped_attributes_count: 2,
+            events: vec![Event {
+                time_unix_nano: 2_000,
+                name: "ev".into(),
+                attributes: vec![kv("ek", V::StringValue("ev".into()))],
+                dropped_attributes_count: 0,
+            }],
+            links: vec![Link {
+                trace_id: vec![3; 16],
+                span_id: vec![4; 8],
+                attributes: vec![kv("lk", V::IntValue(9))],
+                flags: 0x100,
+                ..Default::default()
+            }],
+            status: Some(Status {
+                code: 2,
+                message: "boom".into(),
+            }),
+            flags: 0x300,
+            ..Default::default()
+        };
+        TracesData {
+            resource_spans: vec![
+                ResourceSpans {
+                    resource: Some(Resource {
+                        attributes: vec![
+                            kv("host", V::StringValue("h".into())),
+                            kv("service.name", V::StringValue("svc".into())),
+                        ],
+                        ..Default::default()
+                    }),
+                    scope_spans: vec![
+                        ScopeSpans {
+                            scope: Some(InstrumentationScope {
+                                name: "lib".into(),
+                                version: "1".into(),
+                                attributes: vec![kv("sc", V::BoolValue(true))],
+                                ..Default::default()
+                            }),
+                            spans: vec![span(2, "root"), span(3, "child")],
+                            schema_url: "scope-url".into(),
+                        },
+                        ScopeSpans {
+                            scope: None,
+                            spans: vec![span(5, "bare")],
+                            schema_url: String::new(),
+                        },
+                    ],
+                    schema_url: "res-url".into(),
+                },
+                ResourceSpans {
+                    resource: None,
+                    scope_spans: vec![ScopeSpans {
+                        scope: Some(InstrumentationScope::default()),
+                        spans: vec![span(6, "")],
+                        schema_url: String::new(),
+                    }],
+                    schema_url: String::new(),
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn prost_output_is_read_and_matches_flatten() {
+        let data = sample();
+        let bytes = data.encode_to_vec();
+        let t = read(&bytes).expect("prost's own encoding is canonical");
+        let flat = crate::flat::flatten(&data);
+        assert_eq!(t.spans.len(), flat.len());
+        for (span, f) in t.spans.iter().zip(&flat) {
+            assert_eq!(hex::encode(span.trace_id), f.trace_id);
+            assert_eq!(hex::encode(span.span_id), f.span_id);
+            assert_eq!(hex::encode(span.parent_span_id), f.parent_span_id);
+            assert_eq!(span.name, f.span_name);
+            assert_eq!(span.status_code, f.status_code);
+            assert_eq!(crate::flat::kind_name(span.kind), f.span_kind);
+            let scope = &t.scopes[span.scope];
+            let resource = &t.resources[scope.resource];
+            let keys: Vec<&str> = [
+                span.attributes.clone(),
+                resource.attributes.clone(),
+                scope.attributes.clone(),
+                span.item_attributes.clone(),
+            ]
+            .into_iter()
+            .flat_map(|r| t.attributes[r].iter().map(|a| a.key))
+            .collect();
+            let values: Vec<String> = [
+                span.attributes.clone(),
+                resource.attributes.clone(),
+                scope.attributes.clone(),
+                span.item_attributes.clone(),
+            ]
+            .into_iter()
+            .flat_map(|r| t.attributes[r].iter().map(|a| a.value.text()))
+            .collect();
+            assert_eq!(keys, f.attribute_keys);
+            assert_eq!(values, f.attribute_values);
+            assert_eq!(encode_one(&t, span, None), f.encoded);
+        }
+        assert_eq!(t.resources[0].service_name, Some("svc"));
+        assert_eq!(t.resources[1].service_name, None);
+    }
+
+    #[test]
+    fn an_added_attribute_is_where_prost_writes_it() {
+        let mut data = sample();
+        let bytes = data.encode_to_vec();
+        let t = read(&bytes).unwrap();
+        let encoded: Vec<Vec<u8>> = t
+            .spans
+            .iter()
+            .map(|s| encode_one(&t, s, Some(("peer.service", "db"))))
+            .collect();
+        for rs in &mut data.resource_spans {
+            for ss in &mut rs.scope_spans {
+                for span in &mut ss.spans {
+                    span.attributes.push(kv(
+                        "peer.service",
+                        any_value::Value::StringValue("db".into()),
+                    ));
+                }
+            }
+        }
+        let flat = crate::flat::flatten(&data);
+        for (e, f) in encoded.iter().zip(&flat) {
+            assert_eq!(e, &f.encoded);
+        }
+    }
+
+    #[test]
+    fn the_fast_attribute_path_agrees_with_the_checked_one() {
+        use any_value::Value as V;
+        let samples = [
+            kv("k", V::StringValue("value".into())),
+            kv("k", V::StringValue(String::new())),
+            kv("k", V::StringValue("é".into())),
+            kv("k", V::BoolValue(true)),
+            kv("k", V::BoolValue(false)),
+            kv("k", V::IntValue(0)),
+            kv("k", V::IntValue(-1)),
+            kv("k", V::IntValue(300)),
+            kv("k", V::DoubleValue(-0.0)),
+            kv("k", V::BytesValue(vec![1, 2, 3])),
+            kv("k", V::StringValueStrindex(4)),
+            kv(
+                "k",
+                V::ArrayValue(ArrayValue {
+                    values: vec![AnyValue {
+                        value: Some(V::BoolValue(true)),
+                    }],
+                }),
+            ),
+            KeyValue {
+                key: "k".into(),
+                value: None,
+                ..Default::default()
+            },
+            KeyValue {
+                key: "k".into(),
+                value: Some(AnyValue { value: None }),
+                ..Default::default()
+            },
+            KeyValue::default(),
+        ];
+        let mut checked = 0;
+        for sample in &samples {
+            let bytes = sample.encode_to_vec();
+            let decoded = any_attribute(&bytes).expect("prost's encoding is read");
+            assert_eq!(attribute(&bytes), Some(decoded), "{sample:?}");
+            // Every truncation and every byte changed to a few values: the
+            // fast path reads nothing the checked one would not, the same.
+            let mut variants: Vec<Vec<u8>> =
+                (0..bytes.len()).map(|n| bytes[..n].to_vec()).collect();
+            for i in 0..bytes.len() {
+                for b in [0x00, 0x01, 0x02, 0x0a, 0x12, 0x7f, 0x80, 0xff] {
+                    let mut v = bytes.clone();
+                    v[i] = b;
+                    variants.push(v);
+                }
+            }
+            for v in variants {
+                if let Some(fast) = plain_attribute(&v) {
+                    assert_eq!(Some(fast), any_attribute(&v), "{v:02x?}");
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 50, "{checked}");
+    }
+
+    #[test]
+    fn anything_prost_would_write_differently_is_refused() {
+        let bytes = sample().encode_to_vec();
+        assert!(read(&bytes).is_some());
+        // An unknown field at the end.
+        let mut unknown = bytes.clone();
+        unknown.extend_from_slice(&[0x10, 0x01]);
+        assert!(read(&unknown).is_none());
+        // A span's kind written as its default (0).
+        let zero_kind = Span {
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let mut with_zero = zero_kind.clone();
+        with_zero.extend_from_slice(&[0x30, 0x00]);
+        let wrap = |span: &[u8]| {
+            let mut scope = vec![0x12];
+            put_varint(&mut scope, span.len() as u64);
+            scope.extend_from_slice(span);
+            let mut rs = vec![0x12];
+            put_varint(&mut rs, scope.len() as u64);
+            rs.extend_from_slice(&scope);
+            let mut td = vec![0x0a];
+            put_varint(&mut td, rs.len() as u64);
+            td.extend_from_slice(&rs);
+            td
+        };
+        assert!(read(&wrap(&zero_kind)).is_some());
+        assert!(read(&wrap(&with_zero)).is_none());
+        // Fields out of order: the span ID before the trace ID.
+        let (trace, rest) = zero_kind.split_at(18);
+        let swapped = [rest, trace].concat();
+        assert!(read(&wrap(&swapped)).is_none());
+        // A longer varint than needed (kind 1 as two bytes).
+        let mut long = zero_kind.clone();
+        long.extend_from_slice(&[0x30, 0x81, 0x00]);
+        assert!(read(&wrap(&long)).is_none());
+        // Not a message at all.
+        assert!(read(&[0x0a, 0x05, 0x01]).is_none());
+    }
+}
