@@ -99,7 +99,8 @@ impl Ingester {
     pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
         metrics::describe();
         let t = &self.topology;
-        let dead_letters = Publisher::new(&t.kafka, t.collector.publish_timeout())?;
+        // Created on the first dead letter: most runs have none.
+        let dead_letters = Publisher::lazy(&t.kafka, t.collector.publish_timeout());
         let lag = tokio::spawn(lag::report(t.clone(), LAG_INTERVAL, shutdown.clone()));
         let retention = tokio::spawn(retention(
             self.client.clone(),

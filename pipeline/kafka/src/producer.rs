@@ -6,6 +6,7 @@
 //! Guarantees: `acks=all` and `enable.idempotence=true`, so an acknowledged
 //! message is on every in-sync replica and retries never duplicate it.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use rdkafka::message::{Header, OwnedHeaders};
@@ -36,13 +37,25 @@ pub struct Delivered {
 /// Publishes to Kafka.
 #[derive(Clone)]
 pub struct Publisher {
-    producer: FutureProducer,
+    config: rdkafka::ClientConfig,
+    producer: Arc<OnceLock<FutureProducer>>,
 }
 
 impl Publisher {
     /// A producer for the topology's brokers; `delivery_timeout` bounds how
     /// long a message may wait for its acknowledgement, retries included.
     pub fn new(kafka: &skein_config::Kafka, delivery_timeout: Duration) -> Result<Self> {
+        let publisher = Self::lazy(kafka, delivery_timeout);
+        publisher.producer()?;
+        Ok(publisher)
+    }
+
+    /// [`new`](Self::new), but the producer is created when the first
+    /// message is sent: for a topic that is seldom written (dead letters),
+    /// since a producer keeps a thread that wakes every 100 ms and spins
+    /// through the last millisecond of each wait (rdkafka 0.39 rounds the
+    /// time left down to 0 ms), about 1% of a core for nothing.
+    pub fn lazy(kafka: &skein_config::Kafka, delivery_timeout: Duration) -> Self {
         let mut config = crate::base_config(kafka);
         config
             .set("acks", "all")
@@ -54,14 +67,37 @@ impl Publisher {
                 "message.timeout.ms",
                 delivery_timeout.as_millis().max(1).to_string(),
             );
-        let config = crate::with_overrides(config, kafka, crate::Client::Producer);
-        let producer = config.create().map_err(Error::kafka("create producer"))?;
-        Ok(Self { producer })
+        Self {
+            config: crate::with_overrides(config, kafka, crate::Client::Producer),
+            producer: Arc::new(OnceLock::new()),
+        }
+    }
+
+    fn producer(&self) -> Result<&FutureProducer> {
+        self.created().map_err(Error::kafka("create producer"))
+    }
+
+    fn created(&self) -> Result<&FutureProducer, rdkafka::error::KafkaError> {
+        if let Some(producer) = self.producer.get() {
+            return Ok(producer);
+        }
+        let created = self.config.create()?;
+        // Two first sends at once may both create one; one is kept.
+        Ok(self.producer.get_or_init(|| created))
     }
 
     /// Publishes every message concurrently and waits for every delivery
     /// report; the results are in the order of `messages`.
     pub async fn send_all(&self, topic: &str, messages: Vec<Message>) -> Vec<Result<Delivered>> {
+        let producer = match self.created() {
+            Ok(producer) => producer,
+            Err(e) => {
+                return messages
+                    .iter()
+                    .map(|_| Err(Error::kafka("create producer")(e.clone())))
+                    .collect()
+            }
+        };
         let sends = messages.iter().map(|m| {
             let mut headers = OwnedHeaders::new_with_capacity(m.headers.len());
             for (k, v) in &m.headers {
@@ -78,7 +114,7 @@ impl Publisher {
                 // The queue timeout only covers waiting for room in
                 // librdkafka's local queue; delivery is bounded by
                 // message.timeout.ms.
-                match self.producer.send(record, Duration::from_secs(5)).await {
+                match producer.send(record, Duration::from_secs(5)).await {
                     Ok(d) => Ok(Delivered {
                         partition: d.partition,
                         offset: d.offset,
@@ -92,12 +128,15 @@ impl Publisher {
 
     /// Waits up to `timeout` for queued messages to be delivered.
     pub fn flush(&self, timeout: Duration) -> Result<()> {
-        self.producer.flush(timeout).map_err(Error::kafka("flush"))
+        match self.producer.get() {
+            Some(producer) => producer.flush(timeout).map_err(Error::kafka("flush")),
+            None => Ok(()),
+        }
     }
 
     /// Checks that a broker answers a metadata request for `topic`.
     pub async fn healthcheck(&self, topic: &str) -> Result<()> {
-        let producer = self.producer.clone();
+        let producer = self.producer()?.clone();
         let topic = topic.to_owned();
         tokio::task::spawn_blocking(move || {
             producer
