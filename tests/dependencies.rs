@@ -62,8 +62,8 @@ impl Trace {
             status_code: if error { 2 } else { 0 },
             error: u8::from(error),
             peer_service: peer.into(),
-            attribute_keys: Vec::new(),
-            attribute_values: Vec::new(),
+            attribute_keys: Default::default(),
+            attribute_values: Default::default(),
             // Not read by the rebuild; distinct per span so that the
             // shared-ID pair stays two rows.
             span: format!("{}/{span_id}/{service}/{kind}", self.id).into_bytes(),

@@ -297,7 +297,7 @@ impl RowBinary {
         self.0.extend_from_slice(b);
     }
 
-    fn strings(&mut self, items: &[String]) {
+    fn strings<'a>(&mut self, items: impl ExactSizeIterator<Item = &'a str>) {
         self.len(items.len());
         for s in items {
             self.bytes(s.as_bytes());
@@ -322,8 +322,8 @@ impl RowBinary {
             w.0.extend_from_slice(&r.status_code.to_le_bytes());
             w.0.push(r.error);
             w.bytes(r.peer_service.as_bytes());
-            w.strings(&r.attribute_keys);
-            w.strings(&r.attribute_values);
+            w.strings(r.attribute_keys.iter());
+            w.strings(r.attribute_values.iter());
             w.bytes(&r.span);
             w.u64(r.received_unix_nano);
             w.u64(r.ingested_unix_nano);

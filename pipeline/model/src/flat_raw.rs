@@ -250,7 +250,7 @@ fn field_ok(field: &Field<'_>, ty: Type, card: Card, deep: bool, depth: usize) -
         }
         Type::Fixed32 => field.wire == I32 && head == key_len && !(single && field.value == [0; 4]),
         Type::Bytes | Type::Str | Type::Text | Type::Msg(_) => {
-            let utf8 = || field.value.is_ascii() || std::str::from_utf8(field.value).is_ok();
+            let utf8 = || text(field.value).is_some();
             field.wire == LEN
                 && head == key_len + len_varint(field.value.len() as u64)
                 && match ty {
@@ -329,17 +329,37 @@ impl Value<'_> {
     /// The value as text, as [`flat::value_text`](crate::flat::value_text)
     /// shows the decoded value.
     pub fn text(&self) -> String {
+        let mut out = String::new();
+        self.write_text(&mut out);
+        out
+    }
+
+    /// [`text`](Self::text), appended to `out`.
+    pub fn write_text(&self, out: &mut String) {
         use base64::Engine as _;
-        match *self {
-            Value::Unset => String::new(),
-            Value::Str(s) => s.to_owned(),
-            Value::Bool(b) => b.to_string(),
-            Value::Int(i) => i.to_string(),
-            Value::Double(d) => d.to_string(),
-            Value::Bytes(b) => base64::engine::general_purpose::STANDARD.encode(b),
-            Value::StrIndex(i) => i.to_string(),
-            Value::Nested(bytes) => crate::flat::value_text(AnyValue::decode(bytes).ok().as_ref()),
-        }
+        use std::fmt::Write as _;
+        // Writing to a String cannot fail.
+        let _ = match *self {
+            Value::Unset => Ok(()),
+            Value::Str(s) => {
+                out.push_str(s);
+                Ok(())
+            }
+            Value::Bool(b) => write!(out, "{b}"),
+            Value::Int(i) => write!(out, "{i}"),
+            Value::Double(d) => write!(out, "{d}"),
+            Value::Bytes(b) => {
+                base64::engine::general_purpose::STANDARD.encode_string(b, out);
+                Ok(())
+            }
+            Value::StrIndex(i) => write!(out, "{i}"),
+            Value::Nested(bytes) => {
+                out.push_str(&crate::flat::value_text(
+                    AnyValue::decode(bytes).ok().as_ref(),
+                ));
+                Ok(())
+            }
+        };
     }
 }
 

@@ -12,6 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use opentelemetry_proto::tonic::trace::v1::TracesData;
 use skein_model::{flat, flat_raw, wire};
 
+use crate::writer::Strings;
 use crate::SpanRow;
 
 fn now_unix_nano() -> u64 {
@@ -101,26 +102,26 @@ impl Decoder {
             ];
             let count =
                 own.len() + usize::from(add) + around.iter().map(|r| r.len()).sum::<usize>();
-            let mut keys = Vec::with_capacity(count);
-            let mut values = Vec::with_capacity(count);
+            let mut keys = Strings::with_capacity(count, 16 * count);
+            let mut values = Strings::with_capacity(count, 32 * count);
             for a in own {
-                keys.push(a.key.to_owned());
-                values.push(a.value.text());
+                keys.push(a.key);
+                values.push_with(|out| a.value.write_text(out));
             }
             if add {
-                keys.push(crate::enrich::PEER_SERVICE.to_owned());
-                values.push(facts.peer_service.clone());
+                keys.push(crate::enrich::PEER_SERVICE);
+                values.push(&facts.peer_service);
             }
             for a in around.into_iter().flat_map(|r| &t.attributes[r]) {
-                keys.push(a.key.to_owned());
-                values.push(a.value.text());
+                keys.push(a.key);
+                values.push_with(|out| a.value.write_text(out));
             }
             let added = add.then_some((crate::enrich::PEER_SERVICE, facts.peer_service.as_str()));
             rows.push(SpanRow {
                 tenant: tenant.to_owned(),
-                trace_id: hex::encode(span.trace_id),
-                span_id: hex::encode(span.span_id),
-                parent_span_id: hex::encode(span.parent_span_id),
+                trace_id: const_hex::encode(span.trace_id),
+                span_id: const_hex::encode(span.span_id),
+                parent_span_id: const_hex::encode(span.parent_span_id),
                 start_unix_nano: span.start_unix_nano,
                 duration_nano: span.end_unix_nano.saturating_sub(span.start_unix_nano),
                 service_name: resource
@@ -338,7 +339,7 @@ mod tests {
         assert_eq!(errors, [1, 0, 0, 1, 0]);
         let peers: Vec<&str> = rows.iter().map(|r| r.peer_service.as_str()).collect();
         assert_eq!(peers, ["", "postgresql", "", "queue", ""]);
-        assert_eq!(rows[1].attribute_keys[4], "peer.service");
+        assert_eq!(rows[1].attribute_keys.get(4), Some("peer.service"));
         assert_eq!(rows[4].service_name, flat::UNKNOWN_SERVICE);
         assert!(rows.iter().all(|r| r.tenant == "acme"));
     }

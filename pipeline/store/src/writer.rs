@@ -54,9 +54,9 @@ pub struct SpanRow {
     /// The remote service a client or producer span calls; empty if unknown.
     pub peer_service: String,
     /// Attribute keys (span, resource, scope, events, links).
-    pub attribute_keys: Vec<String>,
+    pub attribute_keys: Strings,
     /// Attribute values as text.
-    pub attribute_values: Vec<String>,
+    pub attribute_values: Strings,
     /// The span with resource and scope, protobuf `ResourceSpans`.
     #[serde(with = "serde_bytes")]
     pub span: Vec<u8>,
@@ -85,8 +85,8 @@ impl SpanRow {
             status_code: flat.status_code,
             error: u8::from(flat.status_code == STATUS_CODE_ERROR),
             peer_service: String::new(),
-            attribute_keys: flat.attribute_keys,
-            attribute_values: flat.attribute_values,
+            attribute_keys: flat.attribute_keys.into_iter().collect(),
+            attribute_values: flat.attribute_values.into_iter().collect(),
             span: flat.encoded,
             received_unix_nano,
             ingested_unix_nano: 0,
@@ -103,12 +103,93 @@ impl SpanRow {
             + self.span_name.len()
             + self.peer_service.len()
             + self.span.len()
-            + self
-                .attribute_keys
-                .iter()
-                .chain(&self.attribute_values)
-                .map(|s| s.len() + 1)
-                .sum::<usize>()
+            + self.attribute_keys.wire_bytes()
+            + self.attribute_values.wire_bytes()
+    }
+}
+
+/// Strings kept in one buffer: an `Array(String)` column's value without
+/// an allocation per string (a span has dozens of attributes, and
+/// allocating and freeing each key and value was a large part of turning
+/// messages into rows). Serialised as a sequence of strings.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Strings {
+    text: String,
+    ends: Vec<usize>,
+}
+
+impl Strings {
+    /// Room for `strings` strings of `bytes` bytes in all.
+    pub fn with_capacity(strings: usize, bytes: usize) -> Self {
+        Self {
+            text: String::with_capacity(bytes),
+            ends: Vec::with_capacity(strings),
+        }
+    }
+
+    /// Appends `s`.
+    pub fn push(&mut self, s: &str) {
+        self.text.push_str(s);
+        self.ends.push(self.text.len());
+    }
+
+    /// Appends what `write` writes, as one string (no allocation of its
+    /// own, e.g. a number's text).
+    pub fn push_with(&mut self, write: impl FnOnce(&mut String)) {
+        write(&mut self.text);
+        self.ends.push(self.text.len());
+    }
+
+    /// How many strings there are.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The `i`th string.
+    pub fn get(&self, i: usize) -> Option<&str> {
+        let end = *self.ends.get(i)?;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        Some(&self.text[start..end])
+    }
+
+    /// The strings, in order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &str> + Clone + '_ {
+        (0..self.ends.len()).map(|i| {
+            let start = if i == 0 { 0 } else { self.ends[i - 1] };
+            &self.text[start..self.ends[i]]
+        })
+    }
+
+    /// About how many bytes they take on the wire.
+    fn wire_bytes(&self) -> usize {
+        self.text.len() + self.ends.len()
+    }
+}
+
+impl std::fmt::Debug for Strings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl<S: AsRef<str>> FromIterator<S> for Strings {
+    fn from_iter<I: IntoIterator<Item = S>>(iter: I) -> Self {
+        let mut out = Self::default();
+        for s in iter {
+            out.push(s.as_ref());
+        }
+        out
+    }
+}
+
+impl Serialize for Strings {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.iter())
     }
 }
 
@@ -131,8 +212,8 @@ struct WireRow<'a> {
     status_code: i32,
     error: u8,
     peer_service: &'a str,
-    attribute_keys: &'a [String],
-    attribute_values: &'a [String],
+    attribute_keys: &'a Strings,
+    attribute_values: &'a Strings,
     #[serde(with = "serde_bytes")]
     span: &'a [u8],
     received_unix_nano: u64,
@@ -326,6 +407,23 @@ mod tests {
             5,
         );
         assert_eq!(ok.error, 0);
+    }
+
+    #[test]
+    fn strings_keep_each_string_and_serialise_as_a_list() {
+        let mut strings: Strings = ["a", "", "ccc"].into_iter().collect();
+        strings.push_with(|out| out.push_str("42"));
+        assert_eq!(strings.len(), 4);
+        assert_eq!(strings.iter().collect::<Vec<_>>(), ["a", "", "ccc", "42"]);
+        assert_eq!(strings.get(1), Some(""));
+        assert_eq!(strings.get(3), Some("42"));
+        assert_eq!(strings.get(4), None);
+        assert_eq!(format!("{strings:?}"), r#"["a", "", "ccc", "42"]"#);
+        assert_eq!(
+            serde_json::to_string(&strings).unwrap(),
+            r#"["a","","ccc","42"]"#
+        );
+        assert!(Strings::default().is_empty());
     }
 
     #[test]
