@@ -81,8 +81,22 @@ where
     F: FnOnce(Db) -> Fut,
     Fut: Future<Output = Result<()>>,
 {
+    with_db_using(test, |_| {}, body).await
+}
+
+/// [`with_db`] with the ClickHouse settings `adjust` leaves.
+async fn with_db_using<F, Fut>(
+    test: &str,
+    adjust: impl FnOnce(&mut skein_config::ClickHouse),
+    body: F,
+) -> Result<()>
+where
+    F: FnOnce(Db) -> Fut,
+    Fut: Future<Output = Result<()>>,
+{
     let started = Instant::now();
-    let topology = skein_tests::topology(test);
+    let mut topology = skein_tests::topology(test);
+    adjust(&mut topology.storage.clickhouse);
     let ch = &topology.storage.clickhouse;
     let client = skein_store::client(ch);
     let applied = schema::apply(&client, &ch.database)
@@ -308,6 +322,25 @@ async fn jaeger_storage_conformance_searches() -> Result<()> {
 /// The trace of the `default` fixture moved into trace `[byte; 16]`.
 fn single_span(byte: u8) -> Result<TracesData> {
     skein_tests::fixture_in_trace("default", byte)
+}
+
+#[tokio::test]
+async fn uncompressed_bodies_store_and_read_the_same_spans() -> Result<()> {
+    with_db_using(
+        "storage_uncompressed",
+        |ch| ch.compression = skein_config::Compression::None,
+        |db| async move {
+            let data = single_span(0xc7)?;
+            db.writer().write(&rows(&data)).await?;
+            let back = db.reader().trace(&"c7".repeat(16)).await?;
+            ensure!(
+                encoded(&back) == encoded(&data.resource_spans),
+                "read back {back:?}"
+            );
+            Ok(())
+        },
+    )
+    .await
 }
 
 #[tokio::test]

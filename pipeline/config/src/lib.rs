@@ -43,8 +43,8 @@ use std::path::Path;
 
 pub use error::{Error, Result, ValidationError};
 pub use topology::{
-    Admin, Aggregator, Batch, ClickHouse, Collector, Enrichment, Groups, Ingester, Kafka, Query,
-    Sampling, SpanLimits, Storage, Topic, Topics, Topology,
+    Admin, Aggregator, Batch, ClickHouse, Collector, Compression, Enrichment, Groups, Ingester,
+    Kafka, Query, Sampling, SpanLimits, Storage, Topic, Topics, Topology,
 };
 
 impl Topology {
@@ -221,6 +221,18 @@ mod tests {
             err.to_string().contains("SKEIN__STORAGE__CLICKHOUSE__URI"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn clickhouse_compression_is_lz4_or_none() {
+        assert_eq!(
+            Topology::default().storage.clickhouse.compression,
+            Compression::Lz4
+        );
+        let t = parse("storage:\n  clickhouse:\n    compression: none\n").unwrap();
+        assert_eq!(t.storage.clickhouse.compression, Compression::None);
+        let err = parse("storage:\n  clickhouse:\n    compression: zstd\n").unwrap_err();
+        assert!(err.to_string().contains("zstd"), "{err}");
     }
 
     #[test]

@@ -133,7 +133,12 @@ pub(crate) async fn table_answers(client: &clickhouse::Client, table: &str) -> R
 /// A ClickHouse client for the configured server, without a default
 /// database (queries name it), tolerant of old servers.
 pub fn client(config: &ClickHouseConfig) -> clickhouse::Client {
+    let compression = match config.compression {
+        skein_config::Compression::Lz4 => clickhouse::Compression::Lz4,
+        skein_config::Compression::None => clickhouse::Compression::None,
+    };
     clickhouse::Client::default()
+        .with_compression(compression)
         .with_url(&config.url)
         .with_user(&config.user)
         .with_password(&config.password)
