@@ -62,6 +62,28 @@ struct Batch {
     started: Option<Instant>,
 }
 
+impl Batch {
+    /// Empties the batch for the next one, keeping the room its rows and
+    /// sources took: growing a batch of thousands of rows again from
+    /// nothing moved every row several times (memmove was 7% of the
+    /// ingester's CPU profile).
+    fn clear(&mut self) {
+        // Every field named, so that a new one is not forgotten here.
+        let Batch {
+            rows,
+            bytes,
+            sources,
+            offsets,
+            started,
+        } = self;
+        rows.clear();
+        sources.clear();
+        *bytes = 0;
+        *offsets = None;
+        *started = None;
+    }
+}
+
 /// One message of a batch and the rows it gave (the message is kept, not
 /// copied, for the dead-letter topic).
 struct Source {
@@ -325,7 +347,7 @@ impl Worker {
             rows = batch.rows.len(),
             "batch written"
         );
-        *batch = Batch::default();
+        batch.clear();
         Ok(())
     }
 }
