@@ -624,6 +624,12 @@ fn plain_attribute(buf: &[u8]) -> Option<Attribute<'_>> {
     })
 }
 
+/// Whether `buf` is a `KeyValue` [`plain_attribute`] reads: one prost
+/// decodes (the collector's check of requests takes it as is).
+pub(crate) fn is_plain_attribute(buf: &[u8]) -> bool {
+    plain_attribute(buf).is_some()
+}
+
 /// A one-field `AnyValue` of the common kinds, as [`value`] reads it.
 fn plain_value(buf: &[u8]) -> Option<Value<'_>> {
     let (&tag, rest) = buf.split_first()?;
