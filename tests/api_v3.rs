@@ -6,12 +6,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{ensure, Result};
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::common::v1::{any_value, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{
     span, status, ResourceSpans, ScopeSpans, Span, Status, TracesData,
 };
 use serde_json::{json, Value};
+use skein_model::otlp::key_value as kv;
 use skein_tests::{fixture, fixture_json, topology, Stack};
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -61,14 +62,6 @@ fn rfc3339(ns: u64, offset_minutes: i64) -> String {
         sod / 60 % 60,
         sod % 60
     )
-}
-
-fn kv(key: &str, value: any_value::Value) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue { value: Some(value) }),
-        ..Default::default()
-    }
 }
 
 fn text(key: &str, value: &str) -> KeyValue {

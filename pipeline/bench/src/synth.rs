@@ -20,13 +20,12 @@
 //! [`MAX_TRACE_NANO`]; a child starts no earlier and ends no later than its
 //! parent.
 
-use opentelemetry_proto::tonic::common::v1::{
-    any_value::Value, AnyValue, InstrumentationScope, KeyValue,
-};
+use opentelemetry_proto::tonic::common::v1::{any_value::Value, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::span::{Event, SpanKind};
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, TracesData};
+use skein_model::otlp::key_value as kv;
 
 /// The services; the first [`ENTRY_SERVICES`] receive the traffic from
 /// outside and are the roots of traces.
@@ -451,14 +450,6 @@ struct TraceContext {
     session: String,
     region: &'static str,
     tier: &'static str,
-}
-
-fn kv(key: &str, value: Value) -> KeyValue {
-    KeyValue {
-        key: key.to_owned(),
-        value: Some(AnyValue { value: Some(value) }),
-        ..Default::default()
-    }
 }
 
 fn text(key: &str, value: impl Into<String>) -> KeyValue {

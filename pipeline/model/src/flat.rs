@@ -215,17 +215,10 @@ pub fn unflatten(encoded: &[u8]) -> Result<ResourceSpans> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::otlp::key_value as kv;
     use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
     use opentelemetry_proto::tonic::resource::v1::Resource;
     use opentelemetry_proto::tonic::trace::v1::{span::Event, ScopeSpans, Status};
-
-    fn kv(key: &str, value: Value) -> KeyValue {
-        KeyValue {
-            key: key.into(),
-            value: Some(AnyValue { value: Some(value) }),
-            ..Default::default()
-        }
-    }
 
     fn sample() -> TracesData {
         TracesData {

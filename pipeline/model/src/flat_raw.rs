@@ -768,6 +768,7 @@ pub fn encode_one(t: &Traces<'_>, span: &SpanRef<'_>, added: Option<(&str, &str)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::otlp::key_value as kv;
     use opentelemetry_proto::tonic::common::v1::{
         any_value, ArrayValue, InstrumentationScope, KeyValue, KeyValueList,
     };
@@ -776,14 +777,6 @@ mod tests {
     use opentelemetry_proto::tonic::trace::v1::{
         ResourceSpans, ScopeSpans, Span, Status, TracesData,
     };
-
-    fn kv(key: &str, value: any_value::Value) -> KeyValue {
-        KeyValue {
-            key: key.into(),
-            value: Some(AnyValue { value: Some(value) }),
-            ..Default::default()
-        }
-    }
 
     fn sample() -> TracesData {
         use any_value::Value as V;

@@ -18,6 +18,15 @@ use serde::Deserialize;
 
 use crate::Result;
 
+/// The attribute `key` = `value`.
+pub fn key_value(key: &str, value: any_value::Value) -> KeyValue {
+    KeyValue {
+        key: key.to_owned(),
+        value: Some(AnyValue { value: Some(value) }),
+        ..Default::default()
+    }
+}
+
 /// How an OTLP/HTTP body is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoding {

@@ -655,20 +655,13 @@ fn fast(body: &[u8], limits: &Limits, now: u64) -> Option<EncodedSplit> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::otlp::key_value as kv;
     use opentelemetry_proto::tonic::common::v1::{
         any_value::Value, AnyValue, ArrayValue, InstrumentationScope, KeyValue,
     };
     use opentelemetry_proto::tonic::resource::v1::Resource;
     use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Status, TracesData};
-
-    fn kv(key: &str, value: Value) -> KeyValue {
-        KeyValue {
-            key: key.into(),
-            value: Some(AnyValue { value: Some(value) }),
-            ..Default::default()
-        }
-    }
 
     fn span(trace: u8, id: u8, attributes: usize) -> Span {
         Span {

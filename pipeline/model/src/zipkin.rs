@@ -64,9 +64,7 @@ use std::net::IpAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{
-    any_value::Value, AnyValue, InstrumentationScope, KeyValue,
-};
+use opentelemetry_proto::tonic::common::v1::{any_value::Value, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::span::{Event, Link, SpanKind};
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
@@ -74,6 +72,7 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Sta
 use prost::Message;
 use serde::Deserialize;
 
+use crate::otlp::key_value as kv;
 use crate::otlp::{Decoded, Malformed};
 use crate::Result;
 
@@ -699,18 +698,6 @@ fn micros_to_nanos(field: &str, micros: u64) -> Result<u64, String> {
     micros
         .checked_mul(1_000)
         .ok_or_else(|| format!("{field} {micros} is out of range"))
-}
-
-fn any(value: Value) -> Option<AnyValue> {
-    Some(AnyValue { value: Some(value) })
-}
-
-fn kv(key: &str, value: Value) -> KeyValue {
-    KeyValue {
-        key: key.to_owned(),
-        value: any(value),
-        ..Default::default()
-    }
 }
 
 /// Sets `key`, replacing an attribute of that key where it stands.

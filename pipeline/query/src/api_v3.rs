@@ -503,6 +503,7 @@ mod tests {
     use opentelemetry_proto::tonic::common::v1::{ArrayValue, InstrumentationScope, KeyValueList};
     use opentelemetry_proto::tonic::resource::v1::Resource;
     use opentelemetry_proto::tonic::trace::v1::{span, Span, Status};
+    use skein_model::otlp::key_value as kv;
 
     fn pairs(q: &str) -> Vec<(String, String)> {
         q.split('&')
@@ -631,14 +632,6 @@ mod tests {
         assert!(
             with("query.attributes=[\"a\"]").starts_with("malformed parameter query.attributes")
         );
-    }
-
-    fn kv(key: &str, value: any_value::Value) -> KeyValue {
-        KeyValue {
-            key: key.into(),
-            value: Some(AnyValue { value: Some(value) }),
-            ..Default::default()
-        }
     }
 
     fn one(service: &str, scope: &str, span_id: u8) -> ResourceSpans {

@@ -192,14 +192,7 @@ mod tests {
     use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
     use prost::Message;
-
-    fn kv(key: &str, value: Value) -> KeyValue {
-        KeyValue {
-            key: key.into(),
-            value: Some(AnyValue { value: Some(value) }),
-            ..Default::default()
-        }
-    }
+    use skein_model::otlp::key_value as kv;
 
     fn s(key: &str, value: &str) -> KeyValue {
         kv(key, Value::StringValue(value.into()))

@@ -569,17 +569,10 @@ mod tests {
     use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
     use opentelemetry_proto::tonic::resource::v1::Resource;
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Status};
+    use skein_model::otlp::key_value as kv;
 
     const SERVER: SpanKind = SpanKind::Server;
     const CLIENT: SpanKind = SpanKind::Client;
-
-    fn kv(key: &str, value: Value) -> KeyValue {
-        KeyValue {
-            key: key.into(),
-            value: Some(AnyValue { value: Some(value) }),
-            ..Default::default()
-        }
-    }
 
     fn s(key: &str, value: &str) -> KeyValue {
         kv(key, Value::StringValue(value.into()))
