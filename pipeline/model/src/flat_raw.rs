@@ -25,175 +25,15 @@ use prost::Message;
 use crate::otlp_raw::{
     fixed64, len_varint, put_varint, varint, Field, Fields, I32, I64, LEN, VARINT,
 };
+use crate::otlp_schema::{
+    any_value, array_value, entity_ref, event, key_value, key_value_list, link, resource,
+    resource_spans, scope, scope_spans, span, status, traces_data, Card, Int, Spec, Type,
+};
 
 // ---------------------------------------------------------------------------
 // Checking that a message is encoded as prost encodes it.
 
-/// What a varint field holds, for the values prost writes for it.
-#[derive(Clone, Copy)]
-enum Int {
-    Int32,
-    Uint32,
-    Int64,
-    Bool,
-}
-
-/// What a known field holds.
-#[derive(Clone, Copy)]
-enum Type {
-    Varint(Int),
-    Fixed64,
-    Fixed32,
-    Bytes,
-    Str,
-    /// A string the reader converts to `&str` itself (and so checks).
-    Text,
-    Msg(Spec),
-}
-
-/// How often a field may appear, and whether its default is written.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Card {
-    /// At most once, never with its default value (proto3 scalars), or a
-    /// message (written whenever present).
-    Single,
-    /// Any number of times, one after another.
-    Repeated,
-    /// A member of the message's one `oneof`: at most one member appears,
-    /// with any value.
-    Oneof,
-}
-
-/// A message type: its known fields.
-#[derive(Clone, Copy)]
-struct Spec(fn(u32) -> Option<(Type, Card)>);
-
 const MAX_DEPTH: usize = 32;
-
-fn traces_data(n: u32) -> Option<(Type, Card)> {
-    (n == 1).then_some((Type::Msg(Spec(resource_spans)), Card::Repeated))
-}
-
-fn resource_spans(n: u32) -> Option<(Type, Card)> {
-    Some(match n {
-        1 => (Type::Msg(Spec(resource)), Card::Single),
-        2 => (Type::Msg(Spec(scope_spans)), Card::Repeated),
-        3 => (Type::Str, Card::Single),
-        _ => return None,
-    })
-}
-
-fn resource(n: u32) -> Option<(Type, Card)> {
-    Some(match n {
-        1 => (Type::Msg(Spec(key_value)), Card::Repeated),
-        2 => (Type::Varint(Int::Uint32), Card::Single),
-        3 => (Type::Msg(Spec(entity_ref)), Card::Repeated),
-        _ => return None,
-    })
-}
-
-fn entity_ref(n: u32) -> Option<(Type, Card)> {
-    Some(match n {
-        1 | 2 => (Type::Str, Card::Single),
-        3 | 4 => (Type::Str, Card::Repeated),
-        _ => return None,
-    })
-}
-
-fn scope_spans(n: u32) -> Option<(Type, Card)> {
-    Some(match n {
-        1 => (Type::Msg(Spec(scope)), Card::Single),
-        2 => (Type::Msg(Spec(span)), Card::Repeated),
-        3 => (Type::Str, Card::Single),
-        _ => return None,
-    })
-}
-
-fn scope(n: u32) -> Option<(Type, Card)> {
-    Some(match n {
-        1 | 2 => (Type::Str, Card::Single),
-        3 => (Type::Msg(Spec(key_value)), Card::Repeated),
-        4 => (Type::Varint(Int::Uint32), Card::Single),
-        _ => return None,
-    })
-}
-
-fn span(n: u32) -> Option<(Type, Card)> {
-    Some(match n {
-        1 | 2 | 4 => (Type::Bytes, Card::Single),
-        3 => (Type::Str, Card::Single),
-        5 => (Type::Text, Card::Single),
-        6 => (Type::Varint(Int::Int32), Card::Single),
-        7 | 8 => (Type::Fixed64, Card::Single),
-        9 => (Type::Msg(Spec(key_value)), Card::Repeated),
-        10 | 12 | 14 => (Type::Varint(Int::Uint32), Card::Single),
-        11 => (Type::Msg(Spec(event)), Card::Repeated),
-        13 => (Type::Msg(Spec(link)), Card::Repeated),
-        15 => (Type::Msg(Spec(status)), Card::Single),
-        16 => (Type::Fixed32, Card::Single),
-        _ => return None,
-    })
-}
-
-fn event(n: u32) -> Option<(Type, Card)> {
-    Some(match n {
-        1 => (Type::Fixed64, Card::Single),
-        2 => (Type::Str, Card::Single),
-        3 => (Type::Msg(Spec(key_value)), Card::Repeated),
-        4 => (Type::Varint(Int::Uint32), Card::Single),
-        _ => return None,
-    })
-}
-
-fn link(n: u32) -> Option<(Type, Card)> {
-    Some(match n {
-        1 | 2 => (Type::Bytes, Card::Single),
-        3 => (Type::Str, Card::Single),
-        4 => (Type::Msg(Spec(key_value)), Card::Repeated),
-        5 => (Type::Varint(Int::Uint32), Card::Single),
-        6 => (Type::Fixed32, Card::Single),
-        _ => return None,
-    })
-}
-
-fn status(n: u32) -> Option<(Type, Card)> {
-    Some(match n {
-        2 => (Type::Str, Card::Single),
-        3 => (Type::Varint(Int::Int32), Card::Single),
-        _ => return None,
-    })
-}
-
-fn key_value(n: u32) -> Option<(Type, Card)> {
-    Some(match n {
-        1 => (Type::Text, Card::Single),
-        2 => (Type::Msg(Spec(any_value)), Card::Single),
-        3 => (Type::Varint(Int::Int32), Card::Single),
-        _ => return None,
-    })
-}
-
-fn any_value(n: u32) -> Option<(Type, Card)> {
-    Some(match n {
-        1 => (Type::Text, Card::Oneof),
-        2 => (Type::Varint(Int::Bool), Card::Oneof),
-        3 => (Type::Varint(Int::Int64), Card::Oneof),
-        4 => (Type::Fixed64, Card::Oneof),
-        5 => (Type::Msg(Spec(array_value)), Card::Oneof),
-        6 => (Type::Msg(Spec(key_value_list)), Card::Oneof),
-        7 => (Type::Bytes, Card::Oneof),
-        8 => (Type::Varint(Int::Int32), Card::Oneof),
-        _ => return None,
-    })
-}
-
-fn array_value(n: u32) -> Option<(Type, Card)> {
-    (n == 1).then_some((Type::Msg(Spec(any_value)), Card::Repeated))
-}
-
-fn key_value_list(n: u32) -> Option<(Type, Card)> {
-    (n == 1).then_some((Type::Msg(Spec(key_value)), Card::Repeated))
-}
 
 /// Field order as prost writes it: ascending numbers, only repeated
 /// fields repeat, at most one member of the `oneof`.
@@ -249,7 +89,7 @@ fn field_ok(field: &Field<'_>, ty: Type, card: Card, deep: bool, depth: usize) -
             field.wire == I64 && head == key_len && !(single && fixed64(field.value) == 0)
         }
         Type::Fixed32 => field.wire == I32 && head == key_len && !(single && field.value == [0; 4]),
-        Type::Bytes | Type::Str | Type::Text | Type::Msg(_) => {
+        Type::Bytes | Type::Str | Type::Text | Type::Msg(_) | Type::Attribute => {
             let utf8 = || text(field.value).is_some();
             field.wire == LEN
                 && head == key_len + len_varint(field.value.len() as u64)
@@ -258,6 +98,7 @@ fn field_ok(field: &Field<'_>, ty: Type, card: Card, deep: bool, depth: usize) -
                     Type::Str => !(single && field.value.is_empty()) && utf8(),
                     Type::Text => !(single && field.value.is_empty()) && (!deep || utf8()),
                     Type::Msg(inner) => !deep || canonical(field.value, inner, depth + 1),
+                    Type::Attribute => !deep || canonical(field.value, Spec(key_value), depth + 1),
                     _ => false,
                 }
         }

@@ -19,6 +19,7 @@ pub mod jaeger_proto;
 pub mod jaeger_thrift;
 pub mod otlp;
 pub mod otlp_raw;
+mod otlp_schema;
 pub mod wire;
 pub mod zipkin;
 

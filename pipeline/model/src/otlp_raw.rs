@@ -30,6 +30,7 @@ use prost::Message;
 use crate::otlp::{
     split_by_trace, validate_fields, validate_span, Limits, Malformed, RejectReason, Split,
 };
+use crate::otlp_schema::{key_value, traces_data, Spec, Type};
 use crate::Result;
 
 /// One trace's spans from one request, encoded as a `TracesData`.
@@ -175,174 +176,39 @@ impl<'a> Fields<'a> {
 // ---------------------------------------------------------------------------
 // Checking a request as prost decodes it.
 
-/// What a known field holds.
-#[derive(Clone, Copy)]
-enum Kind {
-    Varint,
-    Fixed64,
-    Fixed32,
-    Bytes,
-    Str,
-    Msg(Schema),
-    /// A `KeyValue`: most fields of a request, so checked the fast way
-    /// when it is a plain one.
-    Attribute,
-}
-
-/// A message type: its known fields.
-#[derive(Clone, Copy)]
-struct Schema(fn(u32) -> Option<Kind>);
-
 /// Deepest nesting checked (prost's limit is 100).
 const MAX_DEPTH: usize = 64;
 
-fn any_value(n: u32) -> Option<Kind> {
-    Some(match n {
-        1 => Kind::Str,
-        2 | 3 | 8 => Kind::Varint,
-        4 => Kind::Fixed64,
-        5 => Kind::Msg(Schema(array_value)),
-        6 => Kind::Msg(Schema(key_value_list)),
-        7 => Kind::Bytes,
-        _ => return None,
-    })
-}
-
-fn array_value(n: u32) -> Option<Kind> {
-    (n == 1).then_some(Kind::Msg(Schema(any_value)))
-}
-
-fn key_value_list(n: u32) -> Option<Kind> {
-    (n == 1).then_some(Kind::Attribute)
-}
-
-fn key_value(n: u32) -> Option<Kind> {
-    Some(match n {
-        1 => Kind::Str,
-        2 => Kind::Msg(Schema(any_value)),
-        3 => Kind::Varint,
-        _ => return None,
-    })
-}
-
-fn entity_ref(n: u32) -> Option<Kind> {
-    (1..=4).contains(&n).then_some(Kind::Str)
-}
-
-fn resource(n: u32) -> Option<Kind> {
-    Some(match n {
-        1 => Kind::Attribute,
-        2 => Kind::Varint,
-        3 => Kind::Msg(Schema(entity_ref)),
-        _ => return None,
-    })
-}
-
-fn scope(n: u32) -> Option<Kind> {
-    Some(match n {
-        1 | 2 => Kind::Str,
-        3 => Kind::Attribute,
-        4 => Kind::Varint,
-        _ => return None,
-    })
-}
-
-fn event(n: u32) -> Option<Kind> {
-    Some(match n {
-        1 => Kind::Fixed64,
-        2 => Kind::Str,
-        3 => Kind::Attribute,
-        4 => Kind::Varint,
-        _ => return None,
-    })
-}
-
-fn link(n: u32) -> Option<Kind> {
-    Some(match n {
-        1 | 2 => Kind::Bytes,
-        3 => Kind::Str,
-        4 => Kind::Attribute,
-        5 => Kind::Varint,
-        6 => Kind::Fixed32,
-        _ => return None,
-    })
-}
-
-fn status(n: u32) -> Option<Kind> {
-    Some(match n {
-        2 => Kind::Str,
-        3 => Kind::Varint,
-        _ => return None,
-    })
-}
-
-fn span(n: u32) -> Option<Kind> {
-    Some(match n {
-        1 | 2 | 4 => Kind::Bytes,
-        3 | 5 => Kind::Str,
-        6 | 10 | 12 | 14 => Kind::Varint,
-        7 | 8 => Kind::Fixed64,
-        9 => Kind::Attribute,
-        11 => Kind::Msg(Schema(event)),
-        13 => Kind::Msg(Schema(link)),
-        15 => Kind::Msg(Schema(status)),
-        16 => Kind::Fixed32,
-        _ => return None,
-    })
-}
-
-fn scope_spans(n: u32) -> Option<Kind> {
-    Some(match n {
-        1 => Kind::Msg(Schema(scope)),
-        2 => Kind::Msg(Schema(span)),
-        3 => Kind::Str,
-        _ => return None,
-    })
-}
-
-fn resource_spans(n: u32) -> Option<Kind> {
-    Some(match n {
-        1 => Kind::Msg(Schema(resource)),
-        2 => Kind::Msg(Schema(scope_spans)),
-        3 => Kind::Str,
-        _ => return None,
-    })
-}
-
-fn request(n: u32) -> Option<Kind> {
-    (n == 1).then_some(Kind::Msg(Schema(resource_spans)))
-}
-
-/// Whether prost decodes `buf` as a message of `schema`: every known field
+/// Whether prost decodes `buf` as a message of `spec`: every known field
 /// of its wire type, every string UTF-8 (unknown fields are skipped, as
-/// prost skips them).
-fn check(buf: &[u8], schema: Schema, depth: usize) -> bool {
+/// prost skips them; how often a field appears does not matter to prost).
+fn check(buf: &[u8], spec: Spec, depth: usize) -> bool {
     if depth > MAX_DEPTH {
         return false;
     }
     for field in Fields::of(buf) {
         let Some(field) = field else { return false };
-        let Some(kind) = (schema.0)(field.number) else {
+        let Some((ty, _)) = (spec.0)(field.number) else {
             continue;
         };
-        let ok = match kind {
-            Kind::Varint => field.wire == VARINT,
-            Kind::Fixed64 => field.wire == I64,
-            Kind::Fixed32 => field.wire == I32,
-            Kind::Bytes => field.wire == LEN,
+        let ok = match ty {
+            Type::Varint(_) => field.wire == VARINT,
+            Type::Fixed64 => field.wire == I64,
+            Type::Fixed32 => field.wire == I32,
+            Type::Bytes => field.wire == LEN,
             // Most strings are ASCII, which is checked a word at a time.
-            Kind::Str => {
+            Type::Str | Type::Text => {
                 field.wire == LEN
                     && (field.value.is_ascii() || std::str::from_utf8(field.value).is_ok())
             }
-            Kind::Msg(inner) => field.wire == LEN && check(field.value, inner, depth + 1),
+            Type::Msg(inner) => field.wire == LEN && check(field.value, inner, depth + 1),
             // A key and a string, bool, int, double or bytes value, written
             // as prost writes them, decodes; anything else is checked
             // field by field.
-            Kind::Attribute => {
+            Type::Attribute => {
                 field.wire == LEN
                     && (crate::flat_raw::is_plain_attribute(field.value)
-                        || check(field.value, Schema(key_value), depth + 1))
+                        || check(field.value, Spec(key_value), depth + 1))
             }
         };
         if !ok {
@@ -571,7 +437,7 @@ impl Group<'_> {
 
 /// The split, when the fast path handles the request.
 fn fast(body: &[u8], limits: &Limits, now: u64) -> Option<EncodedSplit> {
-    if !check(body, Schema(request), 0) {
+    if !check(body, Spec(traces_data), 0) {
         return None;
     }
     let mut split = EncodedSplit::default();
@@ -947,13 +813,13 @@ mod tests {
             },
         ];
         let body = request.encode_to_vec();
-        assert!(check(&body, Schema(super::request), 0));
+        assert!(check(&body, Spec(traces_data), 0));
         let mut taken = 0;
         for i in 0..body.len() {
             for b in [0x00, 0x01, 0x0a, 0x12, 0x7f, 0x80, 0xc3, 0xff] {
                 let mut v = body.clone();
                 v[i] = b;
-                if check(&v, Schema(super::request), 0) {
+                if check(&v, Spec(traces_data), 0) {
                     assert!(
                         ExportTraceServiceRequest::decode(v.as_slice()).is_ok(),
                         "{i}: {b:#x}"
@@ -961,7 +827,7 @@ mod tests {
                     taken += 1;
                 }
             }
-            if check(&body[..i], Schema(super::request), 0) {
+            if check(&body[..i], Spec(traces_data), 0) {
                 assert!(
                     ExportTraceServiceRequest::decode(&body[..i]).is_ok(),
                     "cut at {i}"
