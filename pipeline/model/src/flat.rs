@@ -72,22 +72,14 @@ pub fn service_name(attributes: &[KeyValue]) -> Option<&str> {
 /// An attribute value as text: strings as they are, numbers and bools as
 /// their literals, bytes as base64, arrays and maps as JSON.
 pub fn value_text(value: Option<&AnyValue>) -> String {
-    use base64::Engine as _;
     match value.and_then(|v| v.value.as_ref()) {
-        None => String::new(),
-        Some(Value::StringValue(s)) => s.clone(),
-        Some(Value::BoolValue(b)) => b.to_string(),
-        Some(Value::IntValue(i)) => i.to_string(),
-        // A profiles-only reference into a string table; traces never use it.
-        Some(Value::StringValueStrindex(i)) => i.to_string(),
-        Some(Value::DoubleValue(d)) => d.to_string(),
-        Some(Value::BytesValue(b)) => base64::engine::general_purpose::STANDARD.encode(b),
         Some(v @ (Value::ArrayValue(_) | Value::KvlistValue(_))) => {
             serde_json::to_string(&AnyValue {
                 value: Some(v.clone()),
             })
             .unwrap_or_default()
         }
+        _ => crate::flat_raw::Value::of(value).text(),
     }
 }
 
@@ -192,18 +184,42 @@ impl Around {
 /// cloning the resource, scope and span into a message of their own or
 /// encoding the resource and scope again for every span.
 fn encode_one(rs: &Around, ss: &Around, span: &Span) -> Vec<u8> {
-    use prost::encoding::{encode_key, encode_varint, encoded_len_varint, message, WireType};
-    let scope_len = ss.first.len() + message::encoded_len(2, span) + ss.schema_url.len();
-    let total =
-        rs.first.len() + 1 + encoded_len_varint(scope_len as u64) + scope_len + rs.schema_url.len();
+    use prost::encoding::message;
+    one_span(
+        [&rs.first, &rs.schema_url],
+        [&ss.first, &ss.schema_url],
+        message::encoded_len(2, span),
+        |out| message::encode(2, span, out),
+    )
+}
+
+/// A `ResourceSpans` holding one span, as prost writes it: `resource` and
+/// `scope` are the encoded fields around the spans of the `ResourceSpans`
+/// and of the `ScopeSpans` (field 1, the resource or scope, and field 3,
+/// the schema URL; each empty when absent); `write_span` writes the span's
+/// field 2 of the `ScopeSpans`, `span_field_len` bytes.
+pub(crate) fn one_span(
+    resource: [&[u8]; 2],
+    scope: [&[u8]; 2],
+    span_field_len: usize,
+    write_span: impl FnOnce(&mut Vec<u8>),
+) -> Vec<u8> {
+    use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
+    let scope_len = scope[0].len() + span_field_len + scope[1].len();
+    let total = resource[0].len()
+        + 1
+        + encoded_len_varint(scope_len as u64)
+        + scope_len
+        + resource[1].len();
     let mut out = Vec::with_capacity(total);
-    out.extend_from_slice(&rs.first);
+    out.extend_from_slice(resource[0]);
     encode_key(2, WireType::LengthDelimited, &mut out);
     encode_varint(scope_len as u64, &mut out);
-    out.extend_from_slice(&ss.first);
-    message::encode(2, span, &mut out);
-    out.extend_from_slice(&ss.schema_url);
-    out.extend_from_slice(&rs.schema_url);
+    out.extend_from_slice(scope[0]);
+    write_span(&mut out);
+    out.extend_from_slice(scope[1]);
+    out.extend_from_slice(resource[1]);
+    debug_assert_eq!(out.len(), total);
     out
 }
 

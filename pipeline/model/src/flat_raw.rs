@@ -166,7 +166,24 @@ pub enum Value<'a> {
     Nested(&'a [u8]),
 }
 
-impl Value<'_> {
+impl<'a> Value<'a> {
+    /// A decoded value, seen as one read in place; arrays and maps as
+    /// [`Value::Nested`] of no bytes (their text is
+    /// [`flat::value_text`](crate::flat::value_text)'s).
+    pub fn of(value: Option<&'a AnyValue>) -> Self {
+        use opentelemetry_proto::tonic::common::v1::any_value::Value as V;
+        match value.and_then(|v| v.value.as_ref()) {
+            None => Value::Unset,
+            Some(V::StringValue(s)) => Value::Str(s),
+            Some(V::BoolValue(b)) => Value::Bool(*b),
+            Some(V::IntValue(i)) => Value::Int(*i),
+            Some(V::DoubleValue(d)) => Value::Double(*d),
+            Some(V::BytesValue(b)) => Value::Bytes(b),
+            Some(V::StringValueStrindex(i)) => Value::StrIndex(*i),
+            Some(V::ArrayValue(_) | V::KvlistValue(_)) => Value::Nested(&[]),
+        }
+    }
+
     /// The value as text, as [`flat::value_text`](crate::flat::value_text)
     /// shows the decoded value.
     pub fn text(&self) -> String {
@@ -560,50 +577,29 @@ fn value(buf: &[u8]) -> Option<Value<'_>> {
 /// after its attributes: the bytes prost writes for the decoded resource,
 /// scope and span with `added` pushed to its attributes.
 pub fn encode_one(t: &Traces<'_>, span: &SpanRef<'_>, added: Option<(&str, &str)>) -> Vec<u8> {
+    use opentelemetry_proto::tonic::common::v1::any_value;
     let scope = &t.scopes[span.scope];
     let resource = &t.resources[scope.resource];
     let mut extra = Vec::new();
     if let Some((key, value)) = added {
-        // AnyValue { string_value = 1 }
-        let any_len = 1 + len_varint(value.len() as u64) + value.len();
-        // KeyValue { key = 1, value = 2 }
-        let kv_len =
-            1 + len_varint(key.len() as u64) + key.len() + 1 + len_varint(any_len as u64) + any_len;
-        extra.reserve(1 + len_varint(kv_len as u64) + kv_len);
-        extra.push(0x4a); // Span.attributes = 9, LEN
-        put_varint(&mut extra, kv_len as u64);
-        extra.push(0x0a);
-        put_varint(&mut extra, key.len() as u64);
-        extra.extend_from_slice(key.as_bytes());
-        extra.push(0x12);
-        put_varint(&mut extra, any_len as u64);
-        extra.push(0x0a);
-        put_varint(&mut extra, value.len() as u64);
-        extra.extend_from_slice(value.as_bytes());
+        let attribute = crate::otlp::key_value(key, any_value::Value::StringValue(value.into()));
+        // Span.attributes = 9
+        prost::encoding::message::encode(9, &attribute, &mut extra);
     }
     let span_len = span.bytes.len() + extra.len();
-    let scope_len =
-        scope.field.len() + 1 + len_varint(span_len as u64) + span_len + scope.schema_url.len();
-    let total = resource.field.len()
-        + 1
-        + len_varint(scope_len as u64)
-        + scope_len
-        + resource.schema_url.len();
-    let mut out = Vec::with_capacity(total);
-    out.extend_from_slice(resource.field);
-    out.push(0x12); // ResourceSpans.scope_spans = 2
-    put_varint(&mut out, scope_len as u64);
-    out.extend_from_slice(scope.field);
-    out.push(0x12); // ScopeSpans.spans = 2
-    put_varint(&mut out, span_len as u64);
     let (before, after) = span.bytes.split_at(span.attributes_end);
-    out.extend_from_slice(before);
-    out.extend_from_slice(&extra);
-    out.extend_from_slice(after);
-    out.extend_from_slice(scope.schema_url);
-    out.extend_from_slice(resource.schema_url);
-    debug_assert_eq!(out.len(), total);
-    out
+    crate::flat::one_span(
+        [resource.field, resource.schema_url],
+        [scope.field, scope.schema_url],
+        1 + len_varint(span_len as u64) + span_len,
+        |out| {
+            out.push(0x12); // ScopeSpans.spans = 2
+            put_varint(out, span_len as u64);
+            out.extend_from_slice(before);
+            out.extend_from_slice(&extra);
+            out.extend_from_slice(after);
+        },
+    )
 }
 
 #[cfg(test)]

@@ -143,16 +143,7 @@ impl Attr for KeyValue {
     }
 
     fn value(&self) -> RawValue<'_> {
-        match self.value.as_ref().and_then(|v| v.value.as_ref()) {
-            None => RawValue::Unset,
-            Some(Value::StringValue(s)) => RawValue::Str(s),
-            Some(Value::BoolValue(b)) => RawValue::Bool(*b),
-            Some(Value::IntValue(i)) => RawValue::Int(*i),
-            Some(Value::DoubleValue(d)) => RawValue::Double(*d),
-            Some(Value::BytesValue(b)) => RawValue::Bytes(b),
-            Some(Value::StringValueStrindex(i)) => RawValue::StrIndex(*i),
-            Some(Value::ArrayValue(_) | Value::KvlistValue(_)) => RawValue::Nested(&[]),
-        }
+        RawValue::of(self.value.as_ref())
     }
 
     fn text(&self) -> String {
