@@ -38,14 +38,28 @@ impl Decoder {
         }
     }
 
-    /// The tenant of a message: its tenant header, else the default.
-    fn tenant<'a>(&self, header: &impl Fn(&str) -> Option<&'a [u8]>) -> String {
+    /// What a message's headers say of all its rows; `Err` for a value
+    /// encoded in a way skein does not read.
+    fn stamp<'a>(
+        &self,
+        header: impl Fn(&str) -> Option<&'a [u8]>,
+    ) -> Result<Stamp, skein_model::Error> {
+        wire::check_encoding(header(wire::ENCODING_HEADER))?;
+        let now = now_unix_nano();
+        let received = header(wire::RECEIVED_HEADER)
+            .and_then(wire::decode_received)
+            .unwrap_or(now);
+        // The tenant header, else the default.
         let named = (!self.config.tenant_header.is_empty())
             .then(|| header(&self.config.tenant_header))
             .flatten()
             .map(|v| String::from_utf8_lossy(v).trim().to_owned())
             .filter(|t| !t.is_empty());
-        named.unwrap_or_else(|| self.config.default_tenant.clone())
+        Ok(Stamp {
+            tenant: named.unwrap_or_else(|| self.config.default_tenant.clone()),
+            received,
+            now,
+        })
     }
 
     /// The rows of the message whose value is `payload` and whose header
@@ -60,27 +74,17 @@ impl Decoder {
         payload: &[u8],
         header: impl Fn(&str) -> Option<&'a [u8]>,
     ) -> Result<Vec<SpanRow>, skein_model::Error> {
-        wire::check_encoding(header(wire::ENCODING_HEADER))?;
-        let now = now_unix_nano();
-        let received = header(wire::RECEIVED_HEADER)
-            .and_then(wire::decode_received)
-            .unwrap_or(now);
-        if let Some(rows) = self.rows_in_place(payload, &self.tenant(&header), received, now) {
+        let stamp = self.stamp(header)?;
+        if let Some(rows) = self.rows_in_place(payload, &stamp) {
             return Ok(rows);
         }
-        self.decode(payload, header, flat::flatten)
+        self.decode(payload, &stamp, flat::flatten)
     }
 
     /// The rows of a message read in place; `None` when it is not encoded
     /// as prost encodes, or when enrichment would change more than it can
     /// there (a name, a blank `peer.service`).
-    fn rows_in_place(
-        &self,
-        payload: &[u8],
-        tenant: &str,
-        received: u64,
-        now: u64,
-    ) -> Option<Vec<SpanRow>> {
+    fn rows_in_place(&self, payload: &[u8], stamp: &Stamp) -> Option<Vec<SpanRow>> {
         let t = flat_raw::read(payload)?;
         let mut services = t.resources.iter().filter_map(|r| r.service_name);
         if !services.all(|name| self.enricher.keeps_name(name, true)) {
@@ -118,7 +122,7 @@ impl Decoder {
             }
             let added = add.then_some((crate::enrich::PEER_SERVICE, facts.peer_service.as_str()));
             rows.push(SpanRow {
-                tenant: tenant.to_owned(),
+                tenant: stamp.tenant.clone(),
                 trace_id: const_hex::encode(span.trace_id),
                 span_id: const_hex::encode(span.span_id),
                 parent_span_id: const_hex::encode(span.parent_span_id),
@@ -136,8 +140,8 @@ impl Decoder {
                 peer_service: facts.peer_service,
                 attribute_keys: keys,
                 attribute_values: values,
-                received_unix_nano: received,
-                ingested_unix_nano: now,
+                received_unix_nano: stamp.received,
+                ingested_unix_nano: stamp.now,
             });
         }
         Some(rows)
@@ -151,35 +155,39 @@ impl Decoder {
         payload: &[u8],
         header: impl Fn(&str) -> Option<&'a [u8]>,
     ) -> Result<Vec<SpanRow>, skein_model::Error> {
-        self.decode(payload, header, flat::outline)
+        self.decode(payload, &self.stamp(header)?, flat::outline)
     }
 
-    fn decode<'a>(
+    fn decode(
         &self,
         payload: &[u8],
-        header: impl Fn(&str) -> Option<&'a [u8]>,
+        stamp: &Stamp,
         flatten: fn(&TracesData) -> Vec<flat::FlatSpan>,
     ) -> Result<Vec<SpanRow>, skein_model::Error> {
-        let mut data = wire::decode_value(payload, header(wire::ENCODING_HEADER))?;
-        let now = now_unix_nano();
-        let received = header(wire::RECEIVED_HEADER)
-            .and_then(wire::decode_received)
-            .unwrap_or(now);
-        let tenant = self.tenant(&header);
+        // The encoding header was checked by `stamp`: this is OTLP protobuf.
+        let mut data = wire::decode_value(payload, None)?;
         let facts = self.enricher.enrich(&mut data);
         Ok(flatten(&data)
             .into_iter()
             .zip(facts)
             .map(|(span, facts)| {
-                let mut row = SpanRow::new(span, received);
-                row.tenant.clone_from(&tenant);
+                let mut row = SpanRow::new(span, stamp.received);
+                row.tenant.clone_from(&stamp.tenant);
                 row.error = u8::from(facts.error);
                 row.peer_service = facts.peer_service;
-                row.ingested_unix_nano = now;
+                row.ingested_unix_nano = stamp.now;
                 row
             })
             .collect())
     }
+}
+
+/// What a message's headers and the time of decoding give each of its
+/// rows.
+struct Stamp {
+    tenant: String,
+    received: u64,
+    now: u64,
 }
 
 #[cfg(test)]
@@ -313,11 +321,10 @@ mod tests {
             }
             rows
         };
-        let in_place = decoder
-            .rows_in_place(payload, "acme", 1_700_000_000_000_000_001, 0)
-            .is_some();
+        let stamp = decoder.stamp(headers).unwrap();
+        let in_place = decoder.rows_in_place(payload, &stamp).is_some();
         let rows = zero(decoder.rows(payload, headers).unwrap());
-        let decoded = zero(decoder.decode(payload, headers, flat::flatten).unwrap());
+        let decoded = zero(decoder.decode(payload, &stamp, flat::flatten).unwrap());
         (rows, decoded, in_place)
     }
 
