@@ -193,10 +193,7 @@ async fn rebuilt_dependencies_are_served_exactly_and_idempotently() -> Result<()
 
 async fn run(t: &skein_config::Topology) -> Result<()> {
     let ch = &t.storage.clickhouse;
-    let client = skein_store::client(ch);
-    skein_store::schema::apply(&client, &ch.database)
-        .await
-        .context("applying the schema (is ClickHouse up? run `make up`)")?;
+    let (client, _) = skein_tests::with_schema(ch).await?;
     let writer = SpanWriter::new(client.clone(), &ch.database);
 
     // Whole minutes, well in the past, so the window is fixed.

@@ -15,6 +15,18 @@ use opentelemetry_proto::tonic::trace::v1::TracesData;
 use skein_config::Topology;
 use tokio_util::sync::CancellationToken;
 
+/// A client for `ch` and its (the test's own) database with the schema
+/// applied; what `apply` reports says what the server can do.
+pub async fn with_schema(
+    ch: &skein_config::ClickHouse,
+) -> Result<(clickhouse::Client, skein_store::schema::Applied)> {
+    let client = skein_store::client(ch);
+    let applied = skein_store::schema::apply(&client, &ch.database)
+        .await
+        .context("applying the schema (is ClickHouse up? run `make up`)")?;
+    Ok((client, applied))
+}
+
 /// A topology of the local stack with names private to `test`.
 pub fn topology(test: &str) -> Topology {
     let unique = format!("{test}_{}", std::process::id());

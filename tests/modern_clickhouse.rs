@@ -43,8 +43,8 @@ use skein_aggregator::links::{self, CallSpan};
 use skein_store::catalog::{self, Kind, QueryCase, Statement};
 use skein_store::retention::{self, CurrentTtl};
 use skein_store::{
-    schema, Capabilities, DependencyLink, DependencyWriter, ServerVersion, SpanReader, SpanRow,
-    SpanWriter, TraceChunk, TraceQuery,
+    Capabilities, DependencyLink, DependencyWriter, ServerVersion, SpanReader, SpanRow, SpanWriter,
+    TraceChunk, TraceQuery,
 };
 use skein_tests::DAY_NS;
 
@@ -899,10 +899,7 @@ async fn clickhouse_26_runs_the_schema_and_every_query_as_18_16_does() -> Result
     // 18.16: the real migrations, writers and readers.
     let topology = skein_tests::topology("modern_clickhouse");
     let ch = &topology.storage.clickhouse;
-    let client = skein_store::client(ch);
-    let applied = schema::apply(&client, &ch.database)
-        .await
-        .context("applying the schema (is ClickHouse up? run `make up`)")?;
+    let (client, applied) = skein_tests::with_schema(ch).await?;
     let legacy = Legacy {
         client: client.clone(),
         database: ch.database.clone(),

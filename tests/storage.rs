@@ -13,7 +13,7 @@ use anyhow::{ensure, Context, Result};
 use clickhouse::Client;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, TracesData};
 use prost::Message;
-use skein_store::{retention, schema, Capabilities, SpanReader, SpanRow, SpanWriter, TraceQuery};
+use skein_store::{retention, Capabilities, SpanReader, SpanRow, SpanWriter, TraceQuery};
 use skein_tests::DAY_NS;
 
 /// A fresh database for `test`, with the schema applied.
@@ -98,10 +98,7 @@ where
     let mut topology = skein_tests::topology(test);
     adjust(&mut topology.storage.clickhouse);
     let ch = &topology.storage.clickhouse;
-    let client = skein_store::client(ch);
-    let applied = schema::apply(&client, &ch.database)
-        .await
-        .context("applying the schema (is ClickHouse up? run `make up`)")?;
+    let (client, applied) = skein_tests::with_schema(ch).await?;
     let db = Db {
         client: client.clone(),
         name: ch.database.clone(),
