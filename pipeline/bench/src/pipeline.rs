@@ -21,7 +21,9 @@
 //!    RowBinary in batches of the ingester's mean size, inserted into a
 //!    second database of the same schema, as many at once as the
 //!    ingester's write pool.
-//! 5. **End to end**: `skein query` joins; `loadgen` sends at a fixed rate
+//! 5. **End to end**: on a second empty broker (unless it is the
+//!    topology's), the collector and the ingester start again and
+//!    `skein query` joins; `loadgen` sends at a fixed rate
 //!    while a probe trace is sent every `--probe-every`: the time from the
 //!    collector's acknowledgement to the query API returning the probe,
 //!    p50 and p99, and every role's CPU per million spans at that rate.
@@ -613,7 +615,38 @@ async fn stages(
         ceiling: inserted,
     };
 
-    // 5. End to end at each steady rate.
+    // 5. End to end at each steady rate, on a broker as empty as the first
+    // stages had (unless it is the topology's): tansu with sqlite slows
+    // down as it fills, and the stages before left twice the collector's
+    // spans in it. The roles start again on it.
+    collector.stop();
+    ingester.stop();
+    let (_fresh, t, config, dir) = if args.topology_broker {
+        (None, t.clone(), config.to_owned(), dir.to_owned())
+    } else {
+        let dir = dir.join("end-to-end");
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let broker = process::Broker::start(&dir).await?;
+        let mut t = t.clone();
+        t.kafka.brokers.clone_from(&broker.addr);
+        skein_kafka::admin::apply_topics(&t)
+            .await
+            .context("creating the bench topics on the end-to-end broker")?;
+        let config = dir.join("topology.json");
+        std::fs::write(&config, serde_json::to_string_pretty(&t)?)
+            .with_context(|| format!("writing {}", config.display()))?;
+        (Some(broker), t, config, dir)
+    };
+    let (t, config, dir) = (&t, config.as_path(), dir.as_path());
+    let collector = Role::start(skein, "collector", config, t.admin.http.clone(), dir).await?;
+    let ingester = Role::start(
+        skein,
+        "ingester",
+        config,
+        t.admin.ingester_http.clone(),
+        dir,
+    )
+    .await?;
     let query = Role::start(skein, "query", config, t.admin.query_http.clone(), dir).await?;
     let roles = Roles {
         collector: &collector,
@@ -1001,7 +1034,7 @@ pub fn table(r: &Results) -> String {
         r.machine.cpu_model,
         r.brokers,
         if r.fresh_broker {
-            "tansu, started empty for this run"
+            "tansu, started empty for this run, and again for the end to end"
         } else {
             "the topology's"
         },
