@@ -438,9 +438,7 @@ pub async fn benchmark(base: Topology, args: &Args) -> Result<Results> {
     let broker = if args.topology_broker {
         None
     } else {
-        let broker = process::Broker::start(&dir).await?;
-        t.kafka.brokers.clone_from(&broker.addr);
-        Some(broker)
+        Some(fresh_broker(&mut t, &dir).await?)
     };
     let ch = &t.storage.clickhouse;
     let (client, version) = crate::clickhouse(ch).await?;
@@ -466,9 +464,7 @@ pub async fn benchmark(base: Topology, args: &Args) -> Result<Results> {
         .await
         .context("applying the schema of the ceiling's database")?;
 
-    let config = dir.join("topology.json");
-    std::fs::write(&config, serde_json::to_string_pretty(&t)?)
-        .with_context(|| format!("writing {}", config.display()))?;
+    let config = write_topology(&t, &dir)?;
 
     let results = stages(&skein, &t, &config, &dir, args, &run, version.text).await;
     let fresh_broker = broker.is_some();
@@ -505,7 +501,7 @@ async fn stages(
         args.protocol.name(),
         args.duration
     );
-    let collector = Role::start(skein, "collector", config, t.admin.http.clone(), dir).await?;
+    let collector = start_role(skein, "collector", t, config, dir).await?;
     let own_before = own_cpu_seconds();
     let meter = CpuMeter::start(&collector)?;
     let report = loadgen::run(loadgen_config(t, args, None, seed)).await?;
@@ -560,14 +556,7 @@ async fn stages(
         "\n[3/5] ingester: writing {} spans to ClickHouse",
         report.spans_accepted
     );
-    let ingester = Role::start(
-        skein,
-        "ingester",
-        config,
-        t.admin.ingester_http.clone(),
-        dir,
-    )
-    .await?;
+    let ingester = start_role(skein, "ingester", t, config, dir).await?;
     let ingester_stage = drain(&ingester, report.spans_accepted).await?;
 
     // 4. ClickHouse's ceiling: the same rows, pre-encoded.
@@ -626,28 +615,18 @@ async fn stages(
     } else {
         let dir = dir.join("end-to-end");
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let broker = process::Broker::start(&dir).await?;
         let mut t = t.clone();
-        t.kafka.brokers.clone_from(&broker.addr);
+        let broker = fresh_broker(&mut t, &dir).await?;
         skein_kafka::admin::apply_topics(&t)
             .await
             .context("creating the bench topics on the end-to-end broker")?;
-        let config = dir.join("topology.json");
-        std::fs::write(&config, serde_json::to_string_pretty(&t)?)
-            .with_context(|| format!("writing {}", config.display()))?;
+        let config = write_topology(&t, &dir)?;
         (Some(broker), t, config, dir)
     };
     let (t, config, dir) = (&t, config.as_path(), dir.as_path());
-    let collector = Role::start(skein, "collector", config, t.admin.http.clone(), dir).await?;
-    let ingester = Role::start(
-        skein,
-        "ingester",
-        config,
-        t.admin.ingester_http.clone(),
-        dir,
-    )
-    .await?;
-    let query = Role::start(skein, "query", config, t.admin.query_http.clone(), dir).await?;
+    let collector = start_role(skein, "collector", t, config, dir).await?;
+    let ingester = start_role(skein, "ingester", t, config, dir).await?;
+    let query = start_role(skein, "query", t, config, dir).await?;
     let roles = Roles {
         collector: &collector,
         ingester: &ingester,
@@ -703,6 +682,39 @@ async fn stages(
         clickhouse_ceiling,
         end_to_end,
     })
+}
+
+/// Starts an empty tansu in `dir` and points `t` at it.
+async fn fresh_broker(t: &mut Topology, dir: &Path) -> Result<process::Broker> {
+    let broker = process::Broker::start(dir).await?;
+    t.kafka.brokers.clone_from(&broker.addr);
+    Ok(broker)
+}
+
+/// Writes `t` where the roles read it, `dir/topology.json`.
+fn write_topology(t: &Topology, dir: &Path) -> Result<PathBuf> {
+    let config = dir.join("topology.json");
+    std::fs::write(&config, serde_json::to_string_pretty(t)?)
+        .with_context(|| format!("writing {}", config.display()))?;
+    Ok(config)
+}
+
+/// Starts `skein <role>` on `config` (`t` written out), with the admin
+/// endpoint `t` gives that role.
+async fn start_role(
+    skein: &Path,
+    role: &'static str,
+    t: &Topology,
+    config: &Path,
+    dir: &Path,
+) -> Result<Role> {
+    let admin = match role {
+        "collector" => &t.admin.http,
+        "ingester" => &t.admin.ingester_http,
+        "query" => &t.admin.query_http,
+        other => bail!("no admin endpoint for a {other} role"),
+    };
+    Role::start(skein, role, config, admin.clone(), dir).await
 }
 
 const SPANS_WRITTEN: &str = "skein_ingester_spans_written_total";
