@@ -390,6 +390,29 @@ impl<G> Split<G> {
         });
     }
 
+    /// Admits span `n` of scope `s` of resource `r`: one that fails
+    /// validation or the start window is counted as rejected and `false`
+    /// returned; one that passes is trimmed to `limits`, what was cut is
+    /// counted, and `true` returned.
+    pub(crate) fn admit(
+        &mut self,
+        span: &mut Span,
+        limits: &Limits,
+        now_unix_nano: u64,
+        (n, s, r): (usize, usize, usize),
+    ) -> bool {
+        let checked = validate_span(span)
+            .and_then(|()| limits.check_start(span.start_time_unix_nano, now_unix_nano));
+        if let Err(reason) = checked {
+            self.reject(reason, n, s, r);
+            return false;
+        }
+        let (dropped, truncated) = limits.trim(span);
+        self.dropped += dropped;
+        self.truncated += usize::from(truncated);
+        true
+    }
+
     /// The same accounting over other groups.
     pub(crate) fn map<H>(self, f: impl FnMut(G) -> H) -> Split<H> {
         Split {
@@ -436,15 +459,9 @@ pub fn split_by_trace(
                 schema_url: scope_schema_url,
             } = ss;
             for (n, mut span) in spans.into_iter().enumerate() {
-                let checked = validate_span(&span)
-                    .and_then(|()| limits.check_start(span.start_time_unix_nano, now_unix_nano));
-                if let Err(reason) = checked {
-                    split.reject(reason, n, s, r);
+                if !split.admit(&mut span, limits, now_unix_nano, (n, s, r)) {
                     continue;
                 }
-                let (dropped, truncated) = limits.trim(&mut span);
-                split.dropped += dropped;
-                split.truncated += usize::from(truncated);
                 let trace_id: [u8; 16] = span.trace_id.as_slice().try_into().expect("validated");
                 let g = *index.entry(trace_id).or_insert_with(|| {
                     split.traces.push(TraceGroup {

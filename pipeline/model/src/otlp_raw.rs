@@ -27,9 +27,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 
-use crate::otlp::{
-    split_by_trace, validate_fields, validate_span, Limits, Malformed, RejectReason, Split,
-};
+use crate::otlp::{split_by_trace, validate_fields, Limits, Malformed, RejectReason, Split};
 use crate::otlp_schema::{key_value, traces_data, Spec, Type};
 use crate::Result;
 
@@ -461,15 +459,9 @@ fn fast(body: &[u8], limits: &Limits, now: u64) -> Option<EncodedSplit> {
                     let Ok(mut decoded) = Span::decode(sp) else {
                         return None;
                     };
-                    let checked = validate_span(&decoded)
-                        .and_then(|()| limits.check_start(decoded.start_time_unix_nano, now));
-                    if let Err(reason) = checked {
-                        split.reject(reason, n, s, r);
+                    if !split.admit(&mut decoded, limits, now, (n, s, r)) {
                         continue;
                     }
-                    let (dropped, truncated) = limits.trim(&mut decoded);
-                    split.dropped += dropped;
-                    split.truncated += usize::from(truncated);
                     SpanBytes::Trimmed(decoded.encode_to_vec())
                 };
                 let trace_id: [u8; 16] = v.trace_id.try_into().expect("validated");
