@@ -109,11 +109,7 @@ pub enum Client {
 /// [`base_config`] and the topology's properties for `client`'s kind, for
 /// clients whose own settings come after the topology's.
 pub fn client_config(kafka: &skein_config::Kafka, client: Client) -> rdkafka::ClientConfig {
-    let mut config = base_config(kafka);
-    for (k, v) in role_properties(kafka, client) {
-        config.set(k, v);
-    }
-    config
+    with_overrides(base_config(kafka), kafka, client)
 }
 
 fn role_properties(
