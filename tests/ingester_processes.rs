@@ -47,12 +47,6 @@ fn write_topology(dir: &Path, name: &str, t: &skein_config::Topology) -> Result<
 }
 
 /// A free port on 127.0.0.1, as `ip:port`.
-fn free_addr() -> Result<String> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .to_string())
-}
-
 /// Drops the test's database and folder.
 async fn clean_up(t: &skein_config::Topology, dir: &Path) {
     let ch = &t.storage.clickhouse;
@@ -158,7 +152,7 @@ async fn a_killed_ingester_hands_its_partitions_to_the_survivor_and_nothing_is_l
         tokio::spawn(collector.run(shutdown.clone())),
         tokio::spawn(query.run(shutdown.clone())),
     );
-    let (a_admin, b_admin) = (free_addr()?, free_addr()?);
+    let [a_admin, b_admin] = skein_bench::process::free_addrs()?;
     let mut a = start_ingester(&binary, &config, "a.log", &a_admin)?;
     let mut b = start_ingester(&binary, &config, "b.log", &b_admin)?;
 
@@ -265,7 +259,7 @@ async fn sigterm_writes_the_open_batches_and_commits_them() -> Result<()> {
     let url = format!("http://{}/v1/traces", collector.addresses().otlp_http);
     let shutdown = CancellationToken::new();
     let role = tokio::spawn(collector.run(shutdown.clone()));
-    let admin = free_addr()?;
+    let admin = skein_bench::process::free_addr()?;
     let mut ingester = start_ingester(&binary, &config, "ingester.log", &admin)?;
 
     let http = reqwest::Client::new();
@@ -345,7 +339,7 @@ async fn a_revoked_partition_s_open_batch_is_dropped_uncommitted_and_its_new_own
     let url = format!("http://{}/v1/traces", collector.addresses().otlp_http);
     let shutdown = CancellationToken::new();
     let role = tokio::spawn(collector.run(shutdown.clone()));
-    let (a_admin, b_admin) = (free_addr()?, free_addr()?);
+    let [a_admin, b_admin] = skein_bench::process::free_addrs()?;
     let http = reqwest::Client::new();
     let mut a = start_ingester(&binary, &slow, "a.log", &a_admin)?;
     until(WAIT, || async {

@@ -340,9 +340,11 @@ fn bench_topology(base: &Topology, run: &str, database: &str) -> Result<Topology
     t.groups.ingester = format!("skein-bench-{run}-ingester");
     t.groups.aggregator = format!("skein-bench-{run}-aggregator");
     t.storage.clickhouse.database = database.into();
+    let [grpc, http, query, admin, ingester_admin, query_admin, aggregator_admin] =
+        process::free_addrs()?;
     let c = &mut t.collector;
-    c.otlp_grpc = process::free_addr()?;
-    c.otlp_http = process::free_addr()?;
+    c.otlp_grpc = grpc;
+    c.otlp_http = http;
     for off in [
         &mut c.jaeger_thrift_http,
         &mut c.jaeger_grpc,
@@ -353,11 +355,11 @@ fn bench_topology(base: &Topology, run: &str, database: &str) -> Result<Topology
     ] {
         off.clear();
     }
-    t.query.http = process::free_addr()?;
-    t.admin.http = process::free_addr()?;
-    t.admin.ingester_http = process::free_addr()?;
-    t.admin.query_http = process::free_addr()?;
-    t.admin.aggregator_http = process::free_addr()?;
+    t.query.http = query;
+    t.admin.http = admin;
+    t.admin.ingester_http = ingester_admin;
+    t.admin.query_http = query_admin;
+    t.admin.aggregator_http = aggregator_admin;
     Ok(t)
 }
 

@@ -21,9 +21,20 @@ const TICKS_PER_SECOND: f64 = 100.0;
 
 /// A free port on 127.0.0.1, as `ip:port`.
 pub fn free_addr() -> Result<String> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .to_string())
+    Ok(free_addrs::<1>()?[0].clone())
+}
+
+/// `N` distinct free local addresses: every port is held until all are
+/// found, so the system cannot hand out the same one twice.
+pub fn free_addrs<const N: usize>() -> Result<[String; N]> {
+    let listeners = (0..N)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let addrs = listeners
+        .iter()
+        .map(|l| l.local_addr().map(|a| a.to_string()))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    Ok(addrs.try_into().expect("N addresses"))
 }
 
 /// The `skein` binary next to this one (`make bench` builds both).
