@@ -316,6 +316,8 @@ pub struct Results {
     pub message_bytes: f64,
     /// The collector's in-flight budget, bytes.
     pub collector_in_flight_budget_bytes: u64,
+    /// The ingester's budget (`ingester.max_buffered_bytes`), bytes.
+    pub ingester_buffered_budget_bytes: u64,
     /// Stage 1.
     pub collector: CollectorStage,
     /// Stage 2: producing.
@@ -677,6 +679,7 @@ async fn stages(
         probe_every: args.probe_every,
         message_bytes,
         collector_in_flight_budget_bytes: t.collector.max_in_flight_bytes as u64,
+        ingester_buffered_budget_bytes: t.ingester.max_buffered_bytes as u64,
         collector: collector_stage,
         producer_ceiling,
         consumer_ceiling,
@@ -1190,10 +1193,11 @@ pub fn table(r: &Results) -> String {
     };
     let _ = writeln!(
         t,
-        "peak memory: collector {} (in-flight budget {}), ingester {}, query {}",
+        "peak memory: collector {} (in-flight budget {}), ingester {} (buffered budget {}), query {}",
         mib(peak(0).max(c.peak_rss_bytes)),
         mib(r.collector_in_flight_budget_bytes),
         mib(peak(1).max(i.peak_rss_bytes)),
+        mib(r.ingester_buffered_budget_bytes),
         mib(peak(2))
     );
     let _ = writeln!(

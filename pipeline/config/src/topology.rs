@@ -365,16 +365,40 @@ pub struct Ingester {
     /// own, and at most this many of them write to ClickHouse at once.
     /// Default 4.
     pub workers: usize,
+    /// Bytes of spans the process holds at once, fetched and not yet
+    /// written: a quarter for librdkafka's prefetch queue
+    /// (`queued.max.messages.kbytes`, unless `kafka.consumer_properties`
+    /// sets it), the rest for the messages waiting for their workers, the
+    /// open batches' messages and their rows. Past it every partition is
+    /// paused, polling goes on, until writes free room. At least
+    /// 4 x `batch.max_bytes`. Default 256 MiB.
+    pub max_buffered_bytes: usize,
     /// When a worker flushes its batch to ClickHouse.
     pub batch: Batch,
     /// What the ingester adds to and normalises in every span.
     pub enrichment: Enrichment,
 }
 
+impl Ingester {
+    /// The part of [`max_buffered_bytes`](Self::max_buffered_bytes) given to
+    /// librdkafka's prefetch queue, in KiB (`queued.max.messages.kbytes`).
+    pub fn prefetch_kbytes(&self) -> usize {
+        (self.max_buffered_bytes / 4 / 1024).max(1)
+    }
+
+    /// The part of [`max_buffered_bytes`](Self::max_buffered_bytes) the
+    /// pool and its workers may hold: what the prefetch queue does not take.
+    pub fn held_bytes(&self) -> usize {
+        self.max_buffered_bytes
+            .saturating_sub(self.prefetch_kbytes() * 1024)
+    }
+}
+
 impl Default for Ingester {
     fn default() -> Self {
         Ingester {
             workers: 4,
+            max_buffered_bytes: 256 * 1024 * 1024,
             batch: Batch::default(),
             enrichment: Enrichment::default(),
         }

@@ -203,6 +203,18 @@ pub(crate) fn validate(t: &Topology) -> Result<(), Vec<ValidationError>> {
     let batch = &t.ingester.batch;
     p.at_least("ingester.batch.max_rows", batch.max_rows, 1);
     p.at_least("ingester.batch.max_bytes", batch.max_bytes, MIN_BYTES);
+    // A full batch (its messages and their rows) must fit in what the
+    // prefetch queue leaves, with room for the next one.
+    let least = batch.max_bytes.saturating_mul(4);
+    if t.ingester.max_buffered_bytes < least {
+        p.add(
+            "ingester.max_buffered_bytes",
+            format!(
+                "must be at least 4 x ingester.batch.max_bytes ({least}), got {}",
+                t.ingester.max_buffered_bytes
+            ),
+        );
+    }
     if batch.linger_ms > MAX_LINGER_MS {
         p.add(
             "ingester.batch.linger_ms",
@@ -487,6 +499,7 @@ mod tests {
         t.ingester.batch.max_rows = 0;
         t.ingester.batch.max_bytes = 1023;
         t.ingester.batch.linger_ms = 60_001;
+        t.ingester.max_buffered_bytes = 4000;
         t.query.http = "nope".into();
         t.storage.clickhouse.url = "tcp://127.0.0.1:9000".into();
         t.storage.clickhouse.database = "1skein".into();
@@ -504,6 +517,7 @@ mod tests {
                 "ingester.workers: must be at least 1, got 0",
                 "ingester.batch.max_rows: must be at least 1, got 0",
                 "ingester.batch.max_bytes: must be at least 1024, got 1023",
+                "ingester.max_buffered_bytes: must be at least 4 x ingester.batch.max_bytes (4092), got 4000",
                 "ingester.batch.linger_ms: must be at most 60000, got 60001",
                 "query.http: `nope` is not a socket address (expected ip:port; host names are not resolved)",
                 "storage.clickhouse.url: must start with http:// or https://, got `tcp://127.0.0.1:9000`",

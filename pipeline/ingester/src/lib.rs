@@ -11,6 +11,7 @@
 //! rather than loses. A message that does not decode goes to the
 //! dead-letter topic with the reason, and its neighbours are written.
 
+mod budget;
 pub mod lag;
 pub mod metrics;
 mod pool;
@@ -110,8 +111,14 @@ impl Ingester {
             shutdown.clone(),
         ));
         let topic = t.topics.spans.name.clone();
+        // librdkafka's prefetch queue takes its share of the budget.
+        let mut kafka = t.kafka.clone();
+        kafka
+            .consumer_properties
+            .entry("queued.max.messages.kbytes".into())
+            .or_insert_with(|| t.ingester.prefetch_kbytes().to_string());
         let (consumer, events) =
-            skein_kafka::consumer::subscribe_with_events(&t.kafka, &t.groups.ingester, &[&topic])?;
+            skein_kafka::consumer::subscribe_with_events(&kafka, &t.groups.ingester, &[&topic])?;
         let shared = worker::Shared {
             consumer: std::sync::Arc::new(consumer),
             topic,
@@ -121,6 +128,7 @@ impl Ingester {
             limits: t.ingester.batch.clone(),
             decoder: std::sync::Arc::new(skein_store::decode::Decoder::new(&t.ingester.enrichment)),
             writes: std::sync::Arc::new(tokio::sync::Semaphore::new(t.ingester.workers.max(1))),
+            budget: budget::Budget::new(t.ingester.held_bytes()),
         };
         tracing::info!(write_pool = t.ingester.workers, group = %t.groups.ingester, topic = %t.topics.spans.name, "ingester running");
         let result = pool::Pool::new(shared, events, shutdown.clone())

@@ -18,8 +18,14 @@ pub const BATCH_ROWS: &str = "skein_ingester_batch_rows";
 /// Errors the consumer reported, by `reason` (librdkafka's error code; a
 /// `PollExceeded` means the group evicted a worker that stopped polling).
 pub const CONSUME_ERRORS: &str = "skein_ingester_consume_errors_total";
+/// Bytes of messages and rows held, fetched and not yet written (besides
+/// librdkafka's prefetch queue), against `ingester.max_buffered_bytes`.
+pub const BUFFERED_BYTES: &str = "skein_ingester_buffered_bytes";
+/// Times every partition was paused because the buffered bytes passed the
+/// budget.
+pub const BUDGET_PAUSES: &str = "skein_ingester_budget_pauses_total";
 /// Partitions paused because their worker is behind (a write is slow or
-/// being retried).
+/// being retried) or the budget is spent.
 pub const PARTITIONS_PAUSED: &str = "skein_ingester_partitions_paused";
 /// Partitions the group assigned to this process (each has a worker).
 pub const PARTITIONS_ASSIGNED: &str = "skein_ingester_partitions_assigned";
@@ -30,12 +36,22 @@ pub fn describe() {
     describe_gauge!(
         PARTITIONS_PAUSED,
         Unit::Count,
-        "partitions paused because their worker is behind on clickhouse writes"
+        "partitions paused because their worker is behind on clickhouse writes or the budget is spent"
     );
     describe_gauge!(
         PARTITIONS_ASSIGNED,
         Unit::Count,
         "partitions this ingester holds, each with its own worker"
+    );
+    describe_gauge!(
+        BUFFERED_BYTES,
+        Unit::Bytes,
+        "bytes of messages and rows held, fetched and not yet written"
+    );
+    describe_counter!(
+        BUDGET_PAUSES,
+        Unit::Count,
+        "times every partition was paused because ingester.max_buffered_bytes was reached"
     );
     describe_counter!(SPANS_WRITTEN, Unit::Count, "spans written to clickhouse");
     describe_counter!(

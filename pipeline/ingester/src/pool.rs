@@ -9,6 +9,8 @@
 //! do, so the group never evicts this member for not polling; a worker that
 //! cannot keep up (ClickHouse slow or down) fills its channel, and then only
 //! its partition is paused, its messages held in order, until it drains.
+//! When the process holds more than `ingester.max_buffered_bytes` allows
+//! (see [`Budget`]), every partition is paused until writes free room.
 //! On shutdown every worker writes its batch and stores its offset, then
 //! the stored offsets are committed and the consumer leaves the group.
 
@@ -24,7 +26,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics as m;
-use crate::worker::{Shared, Worker};
+use crate::worker::{Charged, Shared, Worker};
 use crate::Result;
 
 /// Messages a partition's channel holds before the partition is paused.
@@ -35,9 +37,10 @@ const DRAIN_EVERY: Duration = Duration::from_millis(100);
 
 /// An assigned partition: its worker and what waits for it.
 struct Slot {
-    messages: mpsc::Sender<OwnedMessage>,
+    messages: mpsc::Sender<Charged>,
     /// Messages the worker's full channel could not take, in offset order.
-    held: VecDeque<OwnedMessage>,
+    held: VecDeque<Charged>,
+    /// Its worker is behind: paused until `held` is handed over.
     paused: bool,
     revoked: CancellationToken,
     task: JoinHandle<Result<()>>,
@@ -50,6 +53,8 @@ pub(crate) struct Pool {
     shutdown: CancellationToken,
     /// Workers of revoked partitions, finishing a write they had started.
     leaving: Vec<JoinHandle<Result<()>>>,
+    /// Every partition is paused: the budget is spent.
+    over_budget: bool,
 }
 
 impl Pool {
@@ -64,6 +69,7 @@ impl Pool {
             slots: BTreeMap::new(),
             shutdown,
             leaving: Vec::new(),
+            over_budget: false,
         }
     }
 
@@ -87,6 +93,9 @@ impl Pool {
                             self.apply(event);
                         }
                         self.route(message);
+                        if !self.over_budget && self.shared.budget.is_over() {
+                            self.pause_for_budget();
+                        }
                     }
                     Err(e) => {
                         let reason = e.rdkafka_error_code().map_or_else(|| "other".to_owned(), |c| format!("{c:?}"));
@@ -95,6 +104,11 @@ impl Pool {
                     }
                 },
                 _ = drain.tick() => {
+                    let budget = &self.shared.budget;
+                    metrics::gauge!(m::BUFFERED_BYTES).set(budget.held() as f64);
+                    if self.over_budget && budget.has_room() {
+                        self.resume_within_budget();
+                    }
                     if let Some(partition) = self.drain() {
                         let slot = self.slots.remove(&partition).expect("a held partition");
                         failure = Some(joined(partition, slot.task).await.unwrap_or_else(|| crate::Error::Worker {
@@ -134,7 +148,7 @@ impl Pool {
                     if topic == self.shared.topic {
                         // A partition paused by an earlier owner of this
                         // member stays paused unless told otherwise.
-                        self.set_paused(partition, false);
+                        self.set_paused(partition, self.over_budget);
                         self.slot(partition);
                     }
                 }
@@ -171,6 +185,40 @@ impl Pool {
         });
     }
 
+    /// The budget is spent: pauses every partition until it has room.
+    fn pause_for_budget(&mut self) {
+        self.over_budget = true;
+        for (&partition, slot) in &self.slots {
+            if !slot.paused {
+                self.set_paused(partition, true);
+            }
+        }
+        metrics::counter!(m::BUDGET_PAUSES).increment(1);
+        let budget = &self.shared.budget;
+        tracing::info!(
+            held = budget.held(),
+            limit = budget.limit(),
+            "ingester.max_buffered_bytes reached; pausing every partition until writes free room"
+        );
+        self.gauges();
+    }
+
+    /// Resumes the partitions the budget paused (not those whose worker is
+    /// behind).
+    fn resume_within_budget(&mut self) {
+        self.over_budget = false;
+        for (&partition, slot) in &self.slots {
+            if !slot.paused {
+                self.set_paused(partition, false);
+            }
+        }
+        tracing::debug!(
+            held = self.shared.budget.held(),
+            "buffered bytes back under the budget; partitions resumed"
+        );
+        self.gauges();
+    }
+
     /// Hands a message to its partition's worker, or holds it and pauses
     /// the partition when the worker's channel is full.
     fn route(&mut self, message: OwnedMessage) {
@@ -188,6 +236,11 @@ impl Pool {
             );
             return;
         };
+        let charge = self
+            .shared
+            .budget
+            .charge(crate::budget::expected_bytes(&message));
+        let message = (message, charge);
         if !slot.held.is_empty() {
             slot.held.push_back(message);
             return;
@@ -198,7 +251,9 @@ impl Pool {
                 slot.held.push_back(message);
                 if !slot.paused {
                     slot.paused = true;
-                    self.set_paused(partition, true);
+                    if !self.over_budget {
+                        self.set_paused(partition, true);
+                    }
                     tracing::warn!(
                         partition,
                         "partition worker is behind (clickhouse slow or down); pausing the partition"
@@ -232,7 +287,9 @@ impl Pool {
             }
             if slot.paused && slot.held.is_empty() {
                 slot.paused = false;
-                resumed.push(partition);
+                if !self.over_budget {
+                    resumed.push(partition);
+                }
             }
         }
         if !resumed.is_empty() {
@@ -260,7 +317,11 @@ impl Pool {
 
     fn gauges(&self) {
         metrics::gauge!(m::PARTITIONS_ASSIGNED).set(self.slots.len() as f64);
-        let paused = self.slots.values().filter(|s| s.paused).count();
+        let paused = if self.over_budget {
+            self.slots.len()
+        } else {
+            self.slots.values().filter(|s| s.paused).count()
+        };
         metrics::gauge!(m::PARTITIONS_PAUSED).set(paused as f64);
     }
 }

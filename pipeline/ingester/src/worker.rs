@@ -25,6 +25,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::budget::{Budget, Charge};
 use crate::metrics as m;
 use crate::{Error, Result};
 use skein_store::decode::Decoder;
@@ -41,7 +42,12 @@ pub(crate) struct Shared {
     pub(crate) decoder: Arc<Decoder>,
     /// At most `ingester.workers` writes at once.
     pub(crate) writes: Arc<Semaphore>,
+    /// `ingester.max_buffered_bytes`: messages and rows held.
+    pub(crate) budget: Arc<Budget>,
 }
+
+/// A message and its charge against the budget, from the pool to a worker.
+pub(crate) type Charged = (OwnedMessage, Charge);
 
 pub(crate) struct Worker {
     partition: i32,
@@ -50,10 +56,11 @@ pub(crate) struct Worker {
     revoked: CancellationToken,
 }
 
-#[derive(Default)]
 struct Batch {
     rows: Vec<SpanRow>,
     bytes: usize,
+    /// The messages and rows held, against the budget.
+    charge: Charge,
     /// The messages the rows came from, for the dead-letter topic should
     /// ClickHouse refuse them for good.
     sources: Vec<Source>,
@@ -63,6 +70,17 @@ struct Batch {
 }
 
 impl Batch {
+    fn new(budget: &Arc<Budget>) -> Self {
+        Self {
+            rows: Vec::new(),
+            bytes: 0,
+            charge: budget.charge(0),
+            sources: Vec::new(),
+            offsets: None,
+            started: None,
+        }
+    }
+
     /// Empties the batch for the next one, keeping the room its rows and
     /// sources took: growing a batch of thousands of rows again from
     /// nothing moved every row several times (memmove was 7% of the
@@ -72,12 +90,14 @@ impl Batch {
         let Batch {
             rows,
             bytes,
+            charge,
             sources,
             offsets,
             started,
         } = self;
         rows.clear();
         sources.clear();
+        charge.release();
         *bytes = 0;
         *offsets = None;
         *started = None;
@@ -116,10 +136,10 @@ impl Worker {
     /// channel closes, or `shutdown`.
     pub(crate) async fn run(
         self,
-        mut messages: mpsc::Receiver<OwnedMessage>,
+        mut messages: mpsc::Receiver<Charged>,
         shutdown: CancellationToken,
     ) -> Result<()> {
-        let mut batch = Batch::default();
+        let mut batch = Batch::new(&self.shared.budget);
         let linger = self.shared.limits.linger();
         let outcome = loop {
             let deadline = batch.started.map(|s| s + linger);
@@ -182,7 +202,7 @@ impl Worker {
     }
 
     /// Adds one message to the batch, or dead-letters it.
-    async fn take(&self, message: OwnedMessage, batch: &mut Batch) -> Result<()> {
+    async fn take(&self, (message, charge): Charged, batch: &mut Batch) -> Result<()> {
         metrics::counter!(m::MESSAGES_CONSUMED).increment(1);
         let offset = message.offset();
         match self
@@ -192,11 +212,15 @@ impl Worker {
                 skein_kafka::header(&message, k)
             }) {
             Ok(rows) => {
-                let first = batch.rows.len();
+                let (first, bytes) = (batch.rows.len(), batch.bytes);
                 for row in rows {
                     batch.bytes += row.approx_bytes();
                     batch.rows.push(row);
                 }
+                // What was expected becomes what is held.
+                drop(charge);
+                let held = crate::budget::message_bytes(&message) + batch.bytes - bytes;
+                batch.charge.add(held);
                 batch.sources.push(Source {
                     message,
                     rows: first..batch.rows.len(),
