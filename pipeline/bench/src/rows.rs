@@ -2,8 +2,9 @@
 //!
 //! In: a trace shape. Out: nanoseconds per span of turning messages of the
 //! spans topic (one `TracesData` per trace, as the collector publishes
-//! them) into enriched rows ([`skein_store::decode::Decoder::rows`]), in
-//! process: no broker, no ClickHouse. Run it under
+//! them) into enriched rows encoded for the INSERT
+//! ([`skein_store::decode::Decoder::encode`], what the ingester's workers
+//! do), in batches of 10,000 rows, in process: no broker, no ClickHouse. Run it under
 //! `valgrind --tool=callgrind` for instruction counts that repeat exactly
 //! (`--messages 0` measures the rest, to subtract).
 
@@ -12,6 +13,7 @@ use std::time::Instant;
 use anyhow::Result;
 use prost::Message;
 use skein_store::decode::Decoder;
+use skein_store::rowbinary::EncodedRows;
 
 use crate::synth::{Generator, Shape};
 
@@ -25,6 +27,9 @@ pub struct Args {
     #[arg(long, default_value_t = 10)]
     pub attributes: usize,
 }
+
+/// Rows per batch, as `ingester.batch.max_rows`' default.
+const BATCH_ROWS: usize = 10_000;
 
 /// Runs it and prints ns per span.
 pub fn run(args: &Args) -> Result<()> {
@@ -43,14 +48,19 @@ pub fn run(args: &Args) -> Result<()> {
     let decoder = Decoder::new(&skein_config::Enrichment::default());
     let received = b"1700000000000000000".as_slice();
     let started = Instant::now();
-    let mut rows = 0;
+    let (mut rows, mut batch) = (0, EncodedRows::default());
     for payload in &messages {
-        rows += decoder
-            .rows(payload, |key| {
-                (key == skein_model::wire::RECEIVED_HEADER).then_some(received)
-            })?
-            .len();
+        decoder.encode(
+            payload,
+            |key| (key == skein_model::wire::RECEIVED_HEADER).then_some(received),
+            &mut batch,
+        )?;
+        if batch.rows() >= BATCH_ROWS {
+            rows += batch.rows();
+            batch.clear();
+        }
     }
+    rows += batch.rows();
     let elapsed = started.elapsed();
     println!(
         "{} messages, {rows} rows, {:.0} ns/row",

@@ -26,7 +26,8 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Message as _, Offset, TopicPartitionList};
 use skein_config::Topology;
-use skein_store::{SpanRow, SpanWriter};
+use skein_store::rowbinary::EncodedRows;
+use skein_store::SpanWriter;
 use tokio::time::Instant;
 
 use crate::{Error, Result};
@@ -470,8 +471,7 @@ struct PartitionState {
 
 #[derive(Default)]
 struct Batch {
-    rows: Vec<SpanRow>,
-    bytes: usize,
+    rows: EncodedRows,
     started: Option<Instant>,
 }
 
@@ -545,8 +545,8 @@ impl Run {
                     }
                 },
             }
-            if self.batch.rows.len() >= self.limits.max_rows
-                || self.batch.bytes >= self.limits.max_bytes
+            if self.batch.rows.rows() >= self.limits.max_rows
+                || self.batch.rows.bytes().len() >= self.limits.max_bytes
             {
                 self.flush().await?;
             }
@@ -577,17 +577,12 @@ impl Run {
             return;
         }
         self.summary.messages += 1;
-        match self
-            .decoder
-            .rows(message.payload().unwrap_or_default(), |k| {
-                skein_kafka::header(message, k)
-            }) {
-            Ok(rows) => {
-                for row in rows {
-                    self.batch.bytes += row.approx_bytes();
-                    self.batch.rows.push(row);
-                }
-            }
+        match self.decoder.encode(
+            message.payload().unwrap_or_default(),
+            |k| skein_kafka::header(message, k),
+            &mut self.batch.rows,
+        ) {
+            Ok(()) => {}
             Err(e) => {
                 self.summary.undecodable += 1;
                 tracing::warn!(
@@ -628,7 +623,7 @@ impl Run {
         if !self.batch.rows.is_empty() {
             let rows = &self.batch.rows;
             let writer = &self.writer;
-            let write = || writer.write(rows);
+            let write = || writer.write_encoded(rows.bytes(), None);
             write
                 .retry(
                     crate::write_backoff(),
@@ -638,7 +633,7 @@ impl Run {
                     tracing::warn!(error = %e, ?wait, "clickhouse write failed during replay; retrying");
                 })
                 .await?;
-            self.summary.spans += rows.len() as u64;
+            self.summary.spans += rows.rows() as u64;
         }
         for state in self.partitions.values_mut() {
             state.written = state.next;

@@ -20,7 +20,8 @@ use rdkafka::message::OwnedMessage;
 use rdkafka::{Message as _, Offset, TopicPartitionList};
 use skein_kafka::consumer::EventConsumer;
 use skein_kafka::{Message, Publisher};
-use skein_store::{SpanRow, SpanWriter};
+use skein_store::rowbinary::EncodedRows;
+use skein_store::SpanWriter;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -57,8 +58,8 @@ pub(crate) struct Worker {
 }
 
 struct Batch {
-    rows: Vec<SpanRow>,
-    bytes: usize,
+    /// The rows, encoded for the INSERT as they are decoded.
+    rows: EncodedRows,
     /// The messages and rows held, against the budget.
     charge: Charge,
     /// The messages the rows came from, for the dead-letter topic should
@@ -72,8 +73,7 @@ struct Batch {
 impl Batch {
     fn new(budget: &Arc<Budget>) -> Self {
         Self {
-            rows: Vec::new(),
-            bytes: 0,
+            rows: EncodedRows::default(),
             charge: budget.charge(0),
             sources: Vec::new(),
             offsets: None,
@@ -89,7 +89,6 @@ impl Batch {
         // Every field named, so that a new one is not forgotten here.
         let Batch {
             rows,
-            bytes,
             charge,
             sources,
             offsets,
@@ -98,14 +97,13 @@ impl Batch {
         rows.clear();
         sources.clear();
         charge.release();
-        *bytes = 0;
         *offsets = None;
         *started = None;
     }
 }
 
-/// One message of a batch and the rows it gave (the message is kept, not
-/// copied, for the dead-letter topic).
+/// One message of a batch and where its rows are in the batch's bytes
+/// (the message is kept, not copied, for the dead-letter topic).
 struct Source {
     message: OwnedMessage,
     rows: std::ops::Range<usize>,
@@ -197,34 +195,27 @@ impl Worker {
     }
 
     fn is_full(&self, batch: &Batch) -> bool {
-        batch.rows.len() >= self.shared.limits.max_rows
-            || batch.bytes >= self.shared.limits.max_bytes
+        batch.rows.rows() >= self.shared.limits.max_rows
+            || batch.rows.bytes().len() >= self.shared.limits.max_bytes
     }
 
     /// Adds one message to the batch, or dead-letters it.
     async fn take(&self, (message, charge): Charged, batch: &mut Batch) -> Result<()> {
         metrics::counter!(m::MESSAGES_CONSUMED).increment(1);
         let offset = message.offset();
-        match self
-            .shared
-            .decoder
-            .rows(message.payload().unwrap_or_default(), |k| {
-                skein_kafka::header(&message, k)
-            }) {
-            Ok(rows) => {
-                let (first, bytes) = (batch.rows.len(), batch.bytes);
-                for row in rows {
-                    batch.bytes += row.approx_bytes();
-                    batch.rows.push(row);
-                }
+        let first = batch.rows.bytes().len();
+        match self.shared.decoder.encode(
+            message.payload().unwrap_or_default(),
+            |k| skein_kafka::header(&message, k),
+            &mut batch.rows,
+        ) {
+            Ok(()) => {
+                let rows = first..batch.rows.bytes().len();
                 // What was expected becomes what is held.
                 drop(charge);
-                let held = crate::budget::message_bytes(&message) + batch.bytes - bytes;
+                let held = crate::budget::message_bytes(&message) + rows.len();
                 batch.charge.add(held);
-                batch.sources.push(Source {
-                    message,
-                    rows: first..batch.rows.len(),
-                });
+                batch.sources.push(Source { message, rows });
             }
             Err(e) => {
                 self.dead_letter(&message, "undecodable", &e.to_string())
@@ -286,10 +277,10 @@ impl Worker {
     ) -> Result<()> {
         tracing::warn!(partition = self.partition, error = %refusal, "clickhouse refused a batch; writing it message by message");
         for source in &batch.sources {
-            let rows = &batch.rows[source.rows.clone()];
+            let rows = &batch.rows.bytes()[source.rows.clone()];
             let offset = source.message.offset();
             let token = self.token(offset, offset);
-            let write = || self.shared.writer.write_with_token(rows, &token);
+            let write = || self.shared.writer.write_encoded(rows, Some(&token));
             let result = write
                 .retry(crate::write_backoff().with_max_times(10))
                 .when(|e: &skein_store::Error| e.is_retryable())
@@ -325,7 +316,11 @@ impl Worker {
             };
             let started = Instant::now();
             let token = self.token(first, last);
-            let write = || self.shared.writer.write_with_token(&batch.rows, &token);
+            let write = || {
+                self.shared
+                    .writer
+                    .write_encoded(batch.rows.bytes(), Some(&token))
+            };
             let retrying = write
                 .retry(crate::write_backoff())
                 .when(|e: &skein_store::Error| e.is_retryable())
@@ -342,9 +337,9 @@ impl Worker {
                 Err(e) if !e.is_retryable() => self.write_each_or_dead_letter(batch, &e).await?,
                 other => other.map_err(Error::from)?,
             }
-            metrics::counter!(m::SPANS_WRITTEN).increment(batch.rows.len() as u64);
+            metrics::counter!(m::SPANS_WRITTEN).increment(batch.rows.rows() as u64);
             metrics::counter!(m::BATCHES_WRITTEN).increment(1);
-            metrics::histogram!(m::BATCH_ROWS).record(batch.rows.len() as f64);
+            metrics::histogram!(m::BATCH_ROWS).record(batch.rows.rows() as f64);
             metrics::histogram!(m::WRITE_SECONDS).record(started.elapsed().as_secs_f64());
         }
         if self.revoked.is_cancelled() {
@@ -368,7 +363,7 @@ impl Worker {
         }
         tracing::debug!(
             partition = self.partition,
-            rows = batch.rows.len(),
+            rows = batch.rows.rows(),
             "batch written"
         );
         batch.clear();

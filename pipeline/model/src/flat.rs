@@ -185,25 +185,29 @@ impl Around {
 /// encoding the resource and scope again for every span.
 fn encode_one(rs: &Around, ss: &Around, span: &Span) -> Vec<u8> {
     use prost::encoding::message;
+    let mut out = Vec::new();
     one_span(
         [&rs.first, &rs.schema_url],
         [&ss.first, &ss.schema_url],
         message::encoded_len(2, span),
         |out| message::encode(2, span, out),
-    )
+        &mut out,
+    );
+    out
 }
 
 /// A `ResourceSpans` holding one span, as prost writes it: `resource` and
 /// `scope` are the encoded fields around the spans of the `ResourceSpans`
 /// and of the `ScopeSpans` (field 1, the resource or scope, and field 3,
 /// the schema URL; each empty when absent); `write_span` writes the span's
-/// field 2 of the `ScopeSpans`, `span_field_len` bytes.
+/// field 2 of the `ScopeSpans`, `span_field_len` bytes. Appended to `out`.
 pub(crate) fn one_span(
     resource: [&[u8]; 2],
     scope: [&[u8]; 2],
     span_field_len: usize,
     write_span: impl FnOnce(&mut Vec<u8>),
-) -> Vec<u8> {
+    out: &mut Vec<u8>,
+) {
     use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
     let scope_len = scope[0].len() + span_field_len + scope[1].len();
     let total = resource[0].len()
@@ -211,16 +215,16 @@ pub(crate) fn one_span(
         + encoded_len_varint(scope_len as u64)
         + scope_len
         + resource[1].len();
-    let mut out = Vec::with_capacity(total);
+    let start = out.len();
+    out.reserve(total);
     out.extend_from_slice(resource[0]);
-    encode_key(2, WireType::LengthDelimited, &mut out);
-    encode_varint(scope_len as u64, &mut out);
+    encode_key(2, WireType::LengthDelimited, out);
+    encode_varint(scope_len as u64, out);
     out.extend_from_slice(scope[0]);
-    write_span(&mut out);
+    write_span(out);
     out.extend_from_slice(scope[1]);
     out.extend_from_slice(resource[1]);
-    debug_assert_eq!(out.len(), total);
-    out
+    debug_assert_eq!(out.len() - start, total);
 }
 
 /// Decodes the `encoded` column of one flattened span.

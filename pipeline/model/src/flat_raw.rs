@@ -577,6 +577,18 @@ fn value(buf: &[u8]) -> Option<Value<'_>> {
 /// after its attributes: the bytes prost writes for the decoded resource,
 /// scope and span with `added` pushed to its attributes.
 pub fn encode_one(t: &Traces<'_>, span: &SpanRef<'_>, added: Option<(&str, &str)>) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_one_into(t, span, added, &mut out);
+    out
+}
+
+/// [`encode_one`], appended to `out`.
+pub fn encode_one_into(
+    t: &Traces<'_>,
+    span: &SpanRef<'_>,
+    added: Option<(&str, &str)>,
+    out: &mut Vec<u8>,
+) {
     use opentelemetry_proto::tonic::common::v1::any_value;
     let scope = &t.scopes[span.scope];
     let resource = &t.resources[scope.resource];
@@ -599,7 +611,8 @@ pub fn encode_one(t: &Traces<'_>, span: &SpanRef<'_>, added: Option<(&str, &str)
             out.extend_from_slice(&extra);
             out.extend_from_slice(after);
         },
-    )
+        out,
+    );
 }
 
 #[cfg(test)]

@@ -225,6 +225,12 @@ pub fn inserts(database: &str) -> Vec<Statement> {
     ]
 }
 
+/// The head of the spans `INSERT` ([`inserts`]' first): the rows follow
+/// as RowBinary in [`SpanRow`]'s field order.
+pub fn spans_insert(database: &str) -> String {
+    inserts(database).swap_remove(0).sql
+}
+
 /// The statements retention sends to a schema fresh from [`ddl`] (no TTL
 /// yet) for a retention of `days` days: a TTL per table on modern servers;
 /// nothing on old ones, which drop whole partitions once expired instead
@@ -593,6 +599,7 @@ mod tests {
             ("writer.rs", include_str!("writer.rs")),
             ("decode.rs", include_str!("decode.rs")),
             ("enrich.rs", include_str!("enrich.rs")),
+            ("rowbinary.rs", include_str!("rowbinary.rs")),
         ];
         for (name, text) in sources {
             for call in [".query(", ".query_raw(", "client.query"] {

@@ -1,8 +1,9 @@
 //! From a message of the spans topic to the rows it stores.
 //!
 //! In: a message's value and a way to read its headers (whatever the Kafka
-//! client). Out: one [`SpanRow`] per span, enriched as `ingester.enrichment`
-//! says, or why the message does not decode (the ingester then sends it to
+//! client). Out: one row per span, enriched as `ingester.enrichment`
+//! says, as [`SpanRow`]s or encoded for the INSERT ([`EncodedRows`], what
+//! the ingester writes), or why the message does not decode (the ingester then sends it to
 //! the dead-letter topic). Shared by the ingester's workers, its replay and
 //! the aggregator, so all of them see the same rows (only
 //! `ingested_unix_nano` differs between two decodings).
@@ -12,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use opentelemetry_proto::tonic::trace::v1::TracesData;
 use skein_model::{flat, flat_raw, wire};
 
-use crate::writer::Strings;
+use crate::rowbinary::EncodedRows;
 use crate::SpanRow;
 
 fn now_unix_nano() -> u64 {
@@ -63,34 +64,54 @@ impl Decoder {
     }
 
     /// The rows of the message whose value is `payload` and whose header
-    /// `key` is `header(key)`; `Err` says why it does not decode.
+    /// `key` is `header(key)`, appended to `out`; `Err` says why it does not
+    /// decode (and nothing is appended).
     ///
     /// A message encoded as prost encodes (what the collector and the
     /// OpenTelemetry SDKs write) whose names enrichment keeps is read in
-    /// place ([`flat_raw`]); any other is decoded. Both give the same rows,
-    /// byte for byte.
+    /// place ([`flat_raw`]) and its rows written column by column; any
+    /// other is decoded into [`SpanRow`]s first. Both give the same bytes.
+    pub fn encode<'a>(
+        &self,
+        payload: &[u8],
+        header: impl Fn(&str) -> Option<&'a [u8]>,
+        out: &mut EncodedRows,
+    ) -> Result<(), skein_model::Error> {
+        let stamp = self.stamp(header)?;
+        let mark = out.mark();
+        if self.encode_in_place(payload, &stamp, out).is_some() {
+            return Ok(());
+        }
+        out.truncate(mark);
+        for row in self.decode(payload, &stamp, flat::flatten)? {
+            out.push(&row);
+        }
+        Ok(())
+    }
+
+    /// [`encode`](Self::encode)'s rows, as [`SpanRow`]s.
     pub fn rows<'a>(
         &self,
         payload: &[u8],
         header: impl Fn(&str) -> Option<&'a [u8]>,
     ) -> Result<Vec<SpanRow>, skein_model::Error> {
-        let stamp = self.stamp(header)?;
-        if let Some(rows) = self.rows_in_place(payload, &stamp) {
-            return Ok(rows);
-        }
-        self.decode(payload, &stamp, flat::flatten)
+        let mut out = EncodedRows::default();
+        self.encode(payload, header, &mut out)?;
+        Ok(out.to_rows().expect("rows encoded here read back"))
     }
 
-    /// The rows of a message read in place; `None` when it is not encoded
-    /// as prost encodes, or when enrichment would change more than it can
-    /// there (a name, a blank `peer.service`).
-    fn rows_in_place(&self, payload: &[u8], stamp: &Stamp) -> Option<Vec<SpanRow>> {
+    /// Writes the rows of a message read in place; `None` when it is not
+    /// encoded as prost encodes, or when enrichment would change more than
+    /// it can there (a name, a blank `peer.service`), and then `out` may
+    /// hold some of its rows.
+    fn encode_in_place(&self, payload: &[u8], stamp: &Stamp, out: &mut EncodedRows) -> Option<()> {
         let t = flat_raw::read(payload)?;
         let mut services = t.resources.iter().filter_map(|r| r.service_name);
         if !services.all(|name| self.enricher.keeps_name(name, true)) {
             return None;
         }
-        let mut rows = Vec::with_capacity(t.spans.len());
+        // Room reused from row to row: a value's text, the stored span.
+        let (mut text, mut span_bytes) = (String::new(), Vec::new());
         for span in &t.spans {
             if !self.enricher.keeps_name(span.name, false) {
                 return None;
@@ -106,45 +127,51 @@ impl Decoder {
             ];
             let count =
                 own.len() + usize::from(add) + around.iter().map(|r| r.len()).sum::<usize>();
-            let mut keys = Strings::with_capacity(count, 16 * count);
-            let mut values = Strings::with_capacity(count, 32 * count);
-            for a in own {
-                keys.push(a.key);
-                values.push_with(|out| a.value.write_text(out));
-            }
-            if add {
-                keys.push(crate::enrich::PEER_SERVICE);
-                values.push(&facts.peer_service);
-            }
-            for a in around.into_iter().flat_map(|r| &t.attributes[r]) {
-                keys.push(a.key);
-                values.push_with(|out| a.value.write_text(out));
-            }
             let added = add.then_some((crate::enrich::PEER_SERVICE, facts.peer_service.as_str()));
-            rows.push(SpanRow {
-                tenant: stamp.tenant.clone(),
-                trace_id: const_hex::encode(span.trace_id),
-                span_id: const_hex::encode(span.span_id),
-                parent_span_id: const_hex::encode(span.parent_span_id),
-                start_unix_nano: span.start_unix_nano,
-                duration_nano: span.end_unix_nano.saturating_sub(span.start_unix_nano),
-                service_name: resource
+            let attributes = || {
+                let around = around.iter().flat_map(|r| &t.attributes[r.clone()]);
+                own.iter()
+                    .map(|a| (a.key, a.value))
+                    .chain(added.map(|(k, v)| (k, flat_raw::Value::Str(v))))
+                    .chain(around.map(|a| (a.key, a.value)))
+            };
+            // The columns, in SpanRow's order.
+            out.string(stamp.tenant.as_bytes());
+            out.hex(span.trace_id);
+            out.hex(span.span_id);
+            out.hex(span.parent_span_id);
+            out.u64(span.start_unix_nano);
+            out.u64(span.end_unix_nano.saturating_sub(span.start_unix_nano));
+            out.string(
+                resource
                     .service_name
                     .unwrap_or(flat::UNKNOWN_SERVICE)
-                    .to_owned(),
-                span_name: span.name.to_owned(),
-                span_kind: flat::kind_name(span.kind).to_owned(),
-                status_code: span.status_code,
-                error: u8::from(facts.error),
-                span: flat_raw::encode_one(&t, span, added),
-                peer_service: facts.peer_service,
-                attribute_keys: keys,
-                attribute_values: values,
-                received_unix_nano: stamp.received,
-                ingested_unix_nano: stamp.now,
-            });
+                    .as_bytes(),
+            );
+            out.string(span.name.as_bytes());
+            out.string(flat::kind_name(span.kind).as_bytes());
+            out.i32(span.status_code);
+            out.u8(u8::from(facts.error));
+            out.string(facts.peer_service.as_bytes());
+            out.len(count);
+            for (key, _) in attributes() {
+                out.string(key.as_bytes());
+            }
+            out.len(count);
+            for (_, value) in attributes() {
+                match value {
+                    flat_raw::Value::Str(s) => out.string(s.as_bytes()),
+                    other => out.text_with(&mut text, |t| other.write_text(t)),
+                }
+            }
+            span_bytes.clear();
+            flat_raw::encode_one_into(&t, span, added, &mut span_bytes);
+            out.string(&span_bytes);
+            out.u64(stamp.received);
+            out.u64(stamp.now);
+            out.end_row();
         }
-        Some(rows)
+        Some(())
     }
 
     /// [`rows`](Self::rows) without attributes or the encoded span: what a
@@ -322,7 +349,9 @@ mod tests {
             rows
         };
         let stamp = decoder.stamp(headers).unwrap();
-        let in_place = decoder.rows_in_place(payload, &stamp).is_some();
+        let in_place = decoder
+            .encode_in_place(payload, &stamp, &mut EncodedRows::default())
+            .is_some();
         let rows = zero(decoder.rows(payload, headers).unwrap());
         let decoded = zero(decoder.decode(payload, &stamp, flat::flatten).unwrap());
         (rows, decoded, in_place)

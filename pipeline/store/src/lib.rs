@@ -25,6 +25,7 @@ pub mod dependencies;
 pub mod enrich;
 pub mod reader;
 pub mod retention;
+pub mod rowbinary;
 pub mod schema;
 pub mod writer;
 

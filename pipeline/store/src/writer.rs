@@ -1,8 +1,10 @@
 //! The span writer: batches of rows into `spans`.
 //!
-//! In: [`SpanRow`]s, one per span, and optionally a deduplication token per
-//! batch. Out: one `INSERT` per batch; the materialized views fill the
-//! search index, the trace bounds and the operations from it.
+//! In: [`SpanRow`]s, one per span, or rows already encoded
+//! ([`EncodedRows`], what the ingester's decoder writes), and optionally a
+//! deduplication token per batch. Out: one `INSERT ... FORMAT RowBinary`
+//! per batch; the materialized views fill the search index, the trace
+//! bounds and the operations from it.
 //!
 //! Guarantees: [`SpanWriter::write`] returns `Ok` only after ClickHouse
 //! acknowledged every row of the batch; on `Err` nothing can be assumed
@@ -23,6 +25,7 @@ use serde::Serialize;
 use skein_model::flat::FlatSpan;
 use tokio::sync::OnceCell;
 
+use crate::rowbinary::EncodedRows;
 use crate::schema::{self, Capabilities};
 use crate::{Error, Result};
 
@@ -92,20 +95,6 @@ impl SpanRow {
             ingested_unix_nano: 0,
         }
     }
-
-    /// About how many bytes the row takes on the wire, for batch limits.
-    pub fn approx_bytes(&self) -> usize {
-        80 + self.tenant.len()
-            + self.trace_id.len()
-            + self.span_id.len()
-            + self.parent_span_id.len()
-            + self.service_name.len()
-            + self.span_name.len()
-            + self.peer_service.len()
-            + self.span.len()
-            + self.attribute_keys.wire_bytes()
-            + self.attribute_values.wire_bytes()
-    }
 }
 
 /// Strings kept in one buffer: an `Array(String)` column's value without
@@ -164,11 +153,6 @@ impl Strings {
             &self.text[start..self.ends[i]]
         })
     }
-
-    /// About how many bytes they take on the wire.
-    fn wire_bytes(&self) -> usize {
-        self.text.len() + self.ends.len()
-    }
 }
 
 impl std::fmt::Debug for Strings {
@@ -196,58 +180,6 @@ impl Serialize for Strings {
 /// OTLP's `STATUS_CODE_ERROR`.
 const STATUS_CODE_ERROR: i32 = 2;
 
-/// A [`SpanRow`] as sent: borrowed, so that stamping the write time does
-/// not copy the batch. Field names are the column names.
-#[derive(clickhouse::Row, Serialize)]
-struct WireRow<'a> {
-    tenant: &'a str,
-    trace_id: &'a str,
-    span_id: &'a str,
-    parent_span_id: &'a str,
-    start_unix_nano: u64,
-    duration_nano: u64,
-    service_name: &'a str,
-    span_name: &'a str,
-    span_kind: &'a str,
-    status_code: i32,
-    error: u8,
-    peer_service: &'a str,
-    attribute_keys: &'a Strings,
-    attribute_values: &'a Strings,
-    #[serde(with = "serde_bytes")]
-    span: &'a [u8],
-    received_unix_nano: u64,
-    ingested_unix_nano: u64,
-}
-
-impl<'a> WireRow<'a> {
-    fn of(row: &'a SpanRow, now: u64) -> Self {
-        Self {
-            tenant: &row.tenant,
-            trace_id: &row.trace_id,
-            span_id: &row.span_id,
-            parent_span_id: &row.parent_span_id,
-            start_unix_nano: row.start_unix_nano,
-            duration_nano: row.duration_nano,
-            service_name: &row.service_name,
-            span_name: &row.span_name,
-            span_kind: &row.span_kind,
-            status_code: row.status_code,
-            error: row.error,
-            peer_service: &row.peer_service,
-            attribute_keys: &row.attribute_keys,
-            attribute_values: &row.attribute_values,
-            span: &row.span,
-            received_unix_nano: row.received_unix_nano,
-            ingested_unix_nano: if row.ingested_unix_nano == 0 {
-                now
-            } else {
-                row.ingested_unix_nano
-            },
-        }
-    }
-}
-
 /// The settings an insert of spans carries with the deduplication token
 /// `token`: deduplicated by the token, in `spans` and (migration 006) in
 /// the tables its materialized views fill, which ClickHouse 26 would
@@ -274,6 +206,19 @@ fn now_unix_nano() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
+/// What one piece of an `INSERT` body holds (before compression).
+const CHUNK_BYTES: usize = 1 << 20;
+
+/// `batch` as RowBinary, rows without a write time stamped now.
+fn encode(batch: &[SpanRow]) -> EncodedRows {
+    let now = now_unix_nano();
+    let mut out = EncodedRows::default();
+    for row in batch {
+        out.push_stamped(row, now);
+    }
+    out
+}
+
 /// The longest a batch may take to send, and then to be acknowledged.
 const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -282,6 +227,8 @@ const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 pub struct SpanWriter {
     client: Client,
     table: String,
+    /// The `INSERT` head the rows follow.
+    insert: Arc<str>,
     /// The server's capabilities: given, or read once on first need.
     capabilities: Arc<OnceCell<Capabilities>>,
 }
@@ -293,6 +240,7 @@ impl SpanWriter {
         Self {
             client,
             table: table(database),
+            insert: crate::catalog::spans_insert(database).into(),
             capabilities: Arc::new(OnceCell::new()),
         }
     }
@@ -317,7 +265,7 @@ impl SpanWriter {
 
     /// Inserts the batch as one `INSERT`; returns once ClickHouse acknowledged it.
     pub async fn write(&self, batch: &[SpanRow]) -> Result<()> {
-        self.insert(batch, None).await
+        self.write_encoded(encode(batch).bytes(), None).await
     }
 
     /// Inserts the batch as one `INSERT` carrying the deduplication token
@@ -327,16 +275,22 @@ impl SpanWriter {
     /// after an unknown outcome, a replay) is acknowledged without being
     /// written again. On older servers this is [`write`](Self::write).
     pub async fn write_with_token(&self, batch: &[SpanRow], token: &str) -> Result<()> {
-        let token = self
-            .capabilities()
-            .await?
-            .insert_dedup_tokens
-            .then_some(token);
-        self.insert(batch, token).await
+        self.write_encoded(encode(batch).bytes(), Some(token)).await
     }
 
-    async fn insert(&self, batch: &[SpanRow], token: Option<&str>) -> Result<()> {
-        if batch.is_empty() {
+    /// [`write`](Self::write), or with a token
+    /// [`write_with_token`](Self::write_with_token), of rows already
+    /// encoded: [`EncodedRows::bytes`], or a run of whole rows of them.
+    pub async fn write_encoded(&self, rows: &[u8], token: Option<&str>) -> Result<()> {
+        let token = match token {
+            Some(token) if self.capabilities().await?.insert_dedup_tokens => Some(token),
+            _ => None,
+        };
+        self.insert(rows, token).await
+    }
+
+    async fn insert(&self, rows: &[u8], token: Option<&str>) -> Result<()> {
+        if rows.is_empty() {
             return Ok(());
         }
         let err = |source| Error::ClickHouse {
@@ -345,9 +299,7 @@ impl SpanWriter {
         };
         let mut insert = self
             .client
-            .insert_unescaped::<WireRow<'_>>(&self.table)
-            .await
-            .map_err(err)?
+            .insert_formatted_with(&*self.insert)
             // A server that hangs is a server that is down: time out and
             // let the caller retry.
             .with_timeouts(Some(WRITE_TIMEOUT), Some(WRITE_TIMEOUT));
@@ -356,9 +308,14 @@ impl SpanWriter {
                 insert = insert.with_setting(name, value);
             }
         }
-        let now = now_unix_nano();
-        for row in batch {
-            insert.write(&WireRow::of(row, now)).await.map_err(err)?;
+        // Sent in chunks, each compressed on its own (as the client's
+        // row-by-row insert does); a row may straddle two chunks: the
+        // server reads the body as one stream.
+        for chunk in rows.chunks(CHUNK_BYTES) {
+            insert
+                .send(bytes::Bytes::copy_from_slice(chunk))
+                .await
+                .map_err(err)?;
         }
         insert.end().await.map_err(err)
     }
@@ -372,7 +329,6 @@ impl SpanWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clickhouse::Row as _;
 
     fn flat() -> FlatSpan {
         FlatSpan {
@@ -427,11 +383,13 @@ mod tests {
     }
 
     #[test]
-    fn the_wire_row_has_the_columns_of_the_row_and_stamps_unset_write_times() {
-        assert_eq!(WireRow::COLUMN_NAMES, SpanRow::COLUMN_NAMES);
-        let mut row = SpanRow::new(flat(), 5);
-        assert_eq!(WireRow::of(&row, 42).ingested_unix_nano, 42);
-        row.ingested_unix_nano = 7;
-        assert_eq!(WireRow::of(&row, 42).ingested_unix_nano, 7);
+    fn batches_are_encoded_with_unset_write_times_stamped() {
+        let mut stamped = SpanRow::new(flat(), 5);
+        stamped.ingested_unix_nano = 7;
+        let rows = encode(&[SpanRow::new(flat(), 5), stamped])
+            .to_rows()
+            .unwrap();
+        assert!(rows[0].ingested_unix_nano > 1_700_000_000_000_000_000);
+        assert_eq!(rows[1].ingested_unix_nano, 7);
     }
 }

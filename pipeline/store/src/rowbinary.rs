@@ -1,0 +1,313 @@
+//! Rows of `spans` as ClickHouse's RowBinary: the bytes the writer sends.
+//!
+//! In: rows, whole ([`SpanRow`]) or column by column (the decoder's
+//! in-place path writes them so, without a [`SpanRow`] in between). Out:
+//! the body of the spans `INSERT` ([`catalog::inserts`](crate::catalog::inserts)),
+//! its columns in the order of [`SpanRow`]'s fields.
+//!
+//! RowBinary: a `String` is its length (LEB128) and its bytes, an `Array`
+//! its length and its elements, numbers are little-endian.
+//! Guarantees: [`EncodedRows::push`] writes what the `clickhouse` crate's
+//! serializer writes for the row, and [`EncodedRows::to_rows`] reads it back.
+
+use crate::writer::Strings;
+use crate::SpanRow;
+
+/// Rows encoded as RowBinary, and how many.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct EncodedRows {
+    bytes: Vec<u8>,
+    rows: usize,
+}
+
+/// Where [`EncodedRows`] stood: rows written after it can be taken back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mark {
+    bytes: usize,
+    rows: usize,
+}
+
+impl EncodedRows {
+    /// How many rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// The encoded rows.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// No rows.
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Empties it, keeping its room for the next rows.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.rows = 0;
+    }
+
+    /// Where it stands now.
+    pub fn mark(&self) -> Mark {
+        Mark {
+            bytes: self.bytes.len(),
+            rows: self.rows,
+        }
+    }
+
+    /// Takes back every row written since `mark`.
+    pub fn truncate(&mut self, mark: Mark) {
+        self.bytes.truncate(mark.bytes);
+        self.rows = mark.rows;
+    }
+
+    /// Appends `row`.
+    pub fn push(&mut self, row: &SpanRow) {
+        self.push_stamped(row, row.ingested_unix_nano);
+    }
+
+    /// Appends `row`, with `now` as its write time unless it has one.
+    pub fn push_stamped(&mut self, row: &SpanRow, now: u64) {
+        self.string(row.tenant.as_bytes());
+        self.string(row.trace_id.as_bytes());
+        self.string(row.span_id.as_bytes());
+        self.string(row.parent_span_id.as_bytes());
+        self.u64(row.start_unix_nano);
+        self.u64(row.duration_nano);
+        self.string(row.service_name.as_bytes());
+        self.string(row.span_name.as_bytes());
+        self.string(row.span_kind.as_bytes());
+        self.i32(row.status_code);
+        self.u8(row.error);
+        self.string(row.peer_service.as_bytes());
+        for strings in [&row.attribute_keys, &row.attribute_values] {
+            self.len(strings.len());
+            for s in strings.iter() {
+                self.string(s.as_bytes());
+            }
+        }
+        self.string(&row.span);
+        self.u64(row.received_unix_nano);
+        self.u64(if row.ingested_unix_nano == 0 {
+            now
+        } else {
+            row.ingested_unix_nano
+        });
+        self.end_row();
+    }
+
+    /// The rows, read back.
+    pub fn to_rows(&self) -> Result<Vec<SpanRow>, Malformed> {
+        let mut r = Reader {
+            bytes: &self.bytes,
+            pos: 0,
+        };
+        let mut rows = Vec::with_capacity(self.rows);
+        while r.pos < r.bytes.len() {
+            rows.push(SpanRow {
+                tenant: r.text()?,
+                trace_id: r.text()?,
+                span_id: r.text()?,
+                parent_span_id: r.text()?,
+                start_unix_nano: u64::from_le_bytes(r.array()?),
+                duration_nano: u64::from_le_bytes(r.array()?),
+                service_name: r.text()?,
+                span_name: r.text()?,
+                span_kind: r.text()?,
+                status_code: i32::from_le_bytes(r.array()?),
+                error: r.array::<1>()?[0],
+                peer_service: r.text()?,
+                attribute_keys: r.strings()?,
+                attribute_values: r.strings()?,
+                span: r.string()?.to_vec(),
+                received_unix_nano: u64::from_le_bytes(r.array()?),
+                ingested_unix_nano: u64::from_le_bytes(r.array()?),
+            });
+        }
+        if rows.len() != self.rows {
+            return Err(Malformed);
+        }
+        Ok(rows)
+    }
+
+    /// A `String` column.
+    pub(crate) fn string(&mut self, s: &[u8]) {
+        self.len(s.len());
+        self.bytes.extend_from_slice(s);
+    }
+
+    /// A `String` column: `id` in lowercase hex.
+    pub(crate) fn hex(&mut self, id: &[u8]) {
+        self.len(2 * id.len());
+        let start = self.bytes.len();
+        self.bytes.resize(start + 2 * id.len(), 0);
+        const_hex::encode_to_slice(id, &mut self.bytes[start..])
+            .expect("the room is twice the bytes");
+    }
+
+    /// A `String` column that `write` fills; `scratch` is room it may reuse.
+    pub(crate) fn text_with(&mut self, scratch: &mut String, write: impl FnOnce(&mut String)) {
+        scratch.clear();
+        write(scratch);
+        self.string(scratch.as_bytes());
+    }
+
+    /// An `Array`'s or a `String`'s length.
+    pub(crate) fn len(&mut self, mut n: usize) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                self.bytes.push(byte);
+                return;
+            }
+            self.bytes.push(byte | 0x80);
+        }
+    }
+
+    pub(crate) fn u64(&mut self, v: u64) {
+        self.bytes.extend_from_slice(&v.to_le_bytes());
+    }
+
+    pub(crate) fn i32(&mut self, v: i32) {
+        self.bytes.extend_from_slice(&v.to_le_bytes());
+    }
+
+    pub(crate) fn u8(&mut self, v: u8) {
+        self.bytes.push(v);
+    }
+
+    /// Counts the row whose columns were just written.
+    pub(crate) fn end_row(&mut self) {
+        self.rows += 1;
+    }
+}
+
+/// Encoded rows that do not read back as rows of `spans`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("malformed RowBinary rows of spans")]
+pub struct Malformed;
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn len(&mut self) -> Result<usize, Malformed> {
+        let mut n = 0usize;
+        for shift in (0..64).step_by(7) {
+            let byte = *self.bytes.get(self.pos).ok_or(Malformed)?;
+            self.pos += 1;
+            n |= usize::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(n);
+            }
+        }
+        Err(Malformed)
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], Malformed> {
+        let end = self.pos.checked_add(n).ok_or(Malformed)?;
+        let out = self.bytes.get(self.pos..end).ok_or(Malformed)?;
+        self.pos = end;
+        Ok(out)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], Malformed> {
+        Ok(self.take(N)?.try_into().expect("N bytes"))
+    }
+
+    fn string(&mut self) -> Result<&'a [u8], Malformed> {
+        let n = self.len()?;
+        self.take(n)
+    }
+
+    fn text(&mut self) -> Result<String, Malformed> {
+        std::str::from_utf8(self.string()?)
+            .map(str::to_owned)
+            .map_err(|_| Malformed)
+    }
+
+    fn strings(&mut self) -> Result<Strings, Malformed> {
+        let n = self.len()?;
+        let mut out = Strings::with_capacity(n, 0);
+        for _ in 0..n {
+            out.push(std::str::from_utf8(self.string()?).map_err(|_| Malformed)?);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row() -> SpanRow {
+        SpanRow {
+            tenant: "t".into(),
+            trace_id: "0102".into(),
+            span_id: "03".into(),
+            parent_span_id: String::new(),
+            start_unix_nano: 1,
+            duration_nano: 2,
+            service_name: "svc".into(),
+            span_name: "op".into(),
+            span_kind: "server".into(),
+            status_code: -1,
+            error: 1,
+            peer_service: String::new(),
+            attribute_keys: ["k"].into_iter().collect(),
+            attribute_values: ["v".repeat(200)].into_iter().collect(),
+            span: vec![0xff; 3],
+            received_unix_nano: 3,
+            ingested_unix_nano: 0,
+        }
+    }
+
+    #[test]
+    fn a_row_is_its_columns_in_order_as_rowbinary() {
+        let mut out = EncodedRows::default();
+        out.push_stamped(&row(), 9);
+        let mut want = vec![1, b't', 4, b'0', b'1', b'0', b'2', 2, b'0', b'3', 0];
+        want.extend(1u64.to_le_bytes());
+        want.extend(2u64.to_le_bytes());
+        want.extend(b"\x03svc\x02op\x06server");
+        want.extend((-1i32).to_le_bytes());
+        want.extend([1, 0]); // error, empty peer service
+        want.extend(b"\x01\x01k\x01"); // one key; one value of 200 bytes:
+        want.extend([0xc8, 0x01]);
+        want.extend(b"v".repeat(200));
+        want.extend([3, 0xff, 0xff, 0xff]);
+        want.extend(3u64.to_le_bytes());
+        want.extend(9u64.to_le_bytes()); // stamped
+        assert_eq!(out.bytes(), want);
+        assert_eq!(out.rows(), 1);
+    }
+
+    #[test]
+    fn rows_read_back_and_marks_take_rows_back() {
+        let mut out = EncodedRows::default();
+        let mut stamped = row();
+        stamped.ingested_unix_nano = 5;
+        out.push(&stamped);
+        let mark = out.mark();
+        out.push(&row());
+        out.truncate(mark);
+        out.push(&stamped);
+        assert_eq!(out.to_rows(), Ok(vec![stamped.clone(), stamped]));
+        let mut cut = out.clone();
+        cut.bytes.pop();
+        assert_eq!(cut.to_rows(), Err(Malformed));
+    }
+
+    #[test]
+    fn hex_ids_are_lowercase() {
+        let mut out = EncodedRows::default();
+        out.hex(&[0xab, 0x01]);
+        out.hex(&[]);
+        assert_eq!(out.bytes(), b"\x04ab01\x00");
+    }
+}
