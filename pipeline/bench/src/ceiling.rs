@@ -221,6 +221,21 @@ pub async fn insert(
     })
 }
 
+/// How many merges ClickHouse is running now (on any table).
+pub async fn merges_running(http: &reqwest::Client, table: &Table<'_>) -> Result<u64> {
+    let body = clickhouse_post(
+        http,
+        table,
+        None,
+        "SELECT count() FROM system.merges FORMAT TabSeparated".into(),
+    )
+    .await?;
+    String::from_utf8_lossy(&body)
+        .trim()
+        .parse()
+        .context("reading the count of system.merges")
+}
+
 /// Posts `body` to ClickHouse: the data of the `query`, or the query
 /// itself when there is none.
 async fn clickhouse_post(

@@ -611,9 +611,12 @@ async fn stages(
     // 5. End to end at each steady rate, on a broker as empty as the first
     // stages had (unless it is the topology's): tansu with sqlite slows
     // down as it fills, and the stages before left twice the collector's
-    // spans in it. The roles start again on it.
+    // spans in it. The roles start again on it, once ClickHouse has merged
+    // the parts the stages before wrote (merging them took CPU from the
+    // steady load that follows).
     collector.stop();
     ingester.stop();
+    wait_for_merges(&http, &source).await?;
     let (_fresh, t, config, dir) = if args.topology_broker {
         (None, t.clone(), config.to_owned(), dir.to_owned())
     } else {
@@ -688,6 +691,26 @@ async fn stages(
         end_to_end,
     })
 }
+
+/// Waits (at most [`MERGES_WAIT`]) until ClickHouse runs no merge.
+async fn wait_for_merges(http: &reqwest::Client, table: &ceiling::Table<'_>) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        let running = ceiling::merges_running(http, table).await?;
+        if running == 0 {
+            return Ok(());
+        }
+        if started.elapsed() > MERGES_WAIT {
+            eprintln!("ClickHouse still runs {running} merges after {MERGES_WAIT:?}; going on");
+            return Ok(());
+        }
+        eprintln!("waiting for ClickHouse's {running} merges to finish");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// The longest the end-to-end stage waits for ClickHouse to be quiet.
+const MERGES_WAIT: Duration = Duration::from_secs(120);
 
 /// Starts an empty tansu in `dir` and points `t` at it.
 async fn fresh_broker(t: &mut Topology, dir: &Path) -> Result<process::Broker> {
