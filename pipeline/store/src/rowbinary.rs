@@ -154,17 +154,9 @@ impl EncodedRows {
         self.string(scratch.as_bytes());
     }
 
-    /// An `Array`'s or a `String`'s length.
-    pub(crate) fn len(&mut self, mut n: usize) {
-        loop {
-            let byte = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                self.bytes.push(byte);
-                return;
-            }
-            self.bytes.push(byte | 0x80);
-        }
+    /// An `Array`'s or a `String`'s length (LEB128: protobuf's varint).
+    pub(crate) fn len(&mut self, n: usize) {
+        prost::encoding::encode_varint(n as u64, &mut self.bytes);
     }
 
     pub(crate) fn u64(&mut self, v: u64) {
@@ -197,16 +189,10 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn len(&mut self) -> Result<usize, Malformed> {
-        let mut n = 0usize;
-        for shift in (0..64).step_by(7) {
-            let byte = *self.bytes.get(self.pos).ok_or(Malformed)?;
-            self.pos += 1;
-            n |= usize::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                return Ok(n);
-            }
-        }
-        Err(Malformed)
+        let mut rest = &self.bytes[self.pos..];
+        let n = prost::encoding::decode_varint(&mut rest).map_err(|_| Malformed)?;
+        self.pos = self.bytes.len() - rest.len();
+        usize::try_from(n).map_err(|_| Malformed)
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], Malformed> {
