@@ -21,7 +21,6 @@
 use std::sync::Arc;
 
 use clickhouse::Client;
-use serde::Serialize;
 use skein_model::flat::FlatSpan;
 use tokio::sync::OnceCell;
 
@@ -30,7 +29,7 @@ use crate::schema::{self, Capabilities};
 use crate::{Error, Result};
 
 /// A row of the `spans` table.
-#[derive(Debug, Clone, PartialEq, clickhouse::Row, Serialize)]
+#[derive(Debug, Clone, PartialEq, clickhouse::Row)]
 pub struct SpanRow {
     /// The tenant the span belongs to; empty without tenants.
     pub tenant: String,
@@ -61,7 +60,6 @@ pub struct SpanRow {
     /// Attribute values as text.
     pub attribute_values: Strings,
     /// The span with resource and scope, protobuf `ResourceSpans`.
-    #[serde(with = "serde_bytes")]
     pub span: Vec<u8>,
     /// When the collector received the span, ns since the epoch.
     pub received_unix_nano: u64,
@@ -100,7 +98,7 @@ impl SpanRow {
 /// Strings kept in one buffer: an `Array(String)` column's value without
 /// an allocation per string (a span has dozens of attributes, and
 /// allocating and freeing each key and value was a large part of turning
-/// messages into rows). Serialised as a sequence of strings.
+/// messages into rows). Encoded as an `Array(String)` by [`EncodedRows`].
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Strings {
     text: String,
@@ -168,12 +166,6 @@ impl<S: AsRef<str>> FromIterator<S> for Strings {
             out.push(s.as_ref());
         }
         out
-    }
-}
-
-impl Serialize for Strings {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.iter())
     }
 }
 
@@ -366,7 +358,7 @@ mod tests {
     }
 
     #[test]
-    fn strings_keep_each_string_and_serialise_as_a_list() {
+    fn strings_keep_each_string() {
         let mut strings: Strings = ["a", "", "ccc"].into_iter().collect();
         strings.push_with(|out| out.push_str("42"));
         assert_eq!(strings.len(), 4);
@@ -375,10 +367,6 @@ mod tests {
         assert_eq!(strings.get(3), Some("42"));
         assert_eq!(strings.get(4), None);
         assert_eq!(format!("{strings:?}"), r#"["a", "", "ccc", "42"]"#);
-        assert_eq!(
-            serde_json::to_string(&strings).unwrap(),
-            r#"["a","","ccc","42"]"#
-        );
         assert!(Strings::default().is_empty());
     }
 
