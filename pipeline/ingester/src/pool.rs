@@ -188,11 +188,7 @@ impl Pool {
     /// The budget is spent: pauses every partition until it has room.
     fn pause_for_budget(&mut self) {
         self.over_budget = true;
-        for (&partition, slot) in &self.slots {
-            if !slot.paused {
-                self.set_paused(partition, true);
-            }
-        }
+        self.set_paused_within_budget(true);
         metrics::counter!(m::BUDGET_PAUSES).increment(1);
         let budget = &self.shared.budget;
         tracing::info!(
@@ -207,16 +203,22 @@ impl Pool {
     /// behind).
     fn resume_within_budget(&mut self) {
         self.over_budget = false;
-        for (&partition, slot) in &self.slots {
-            if !slot.paused {
-                self.set_paused(partition, false);
-            }
-        }
+        self.set_paused_within_budget(false);
         tracing::debug!(
             held = self.shared.budget.held(),
             "buffered bytes back under the budget; partitions resumed"
         );
         self.gauges();
+    }
+
+    /// Pauses or resumes the partitions whose worker is not behind (those
+    /// stay paused until their worker drains).
+    fn set_paused_within_budget(&self, paused: bool) {
+        for (&partition, slot) in &self.slots {
+            if !slot.paused {
+                self.set_paused(partition, paused);
+            }
+        }
     }
 
     /// Hands a message to its partition's worker, or holds it and pauses

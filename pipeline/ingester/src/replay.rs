@@ -545,9 +545,7 @@ impl Run {
                     }
                 },
             }
-            if self.batch.rows.rows() >= self.limits.max_rows
-                || self.batch.rows.bytes().len() >= self.limits.max_bytes
-            {
+            if self.batch.rows.reach(&self.limits) {
                 self.flush().await?;
             }
             if reported.elapsed() >= REPORT_EVERY {

@@ -195,8 +195,7 @@ impl Worker {
     }
 
     fn is_full(&self, batch: &Batch) -> bool {
-        batch.rows.rows() >= self.shared.limits.max_rows
-            || batch.rows.bytes().len() >= self.shared.limits.max_bytes
+        batch.rows.reach(&self.shared.limits)
     }
 
     /// Adds one message to the batch, or dead-letters it.

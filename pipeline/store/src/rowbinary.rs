@@ -43,6 +43,12 @@ impl EncodedRows {
         self.rows == 0
     }
 
+    /// Whether they reach either limit of a batch (`ingester.batch`):
+    /// time to write them.
+    pub fn reach(&self, limits: &skein_config::Batch) -> bool {
+        self.rows >= limits.max_rows || self.bytes.len() >= limits.max_bytes
+    }
+
     /// Empties it, keeping its room for the next rows.
     pub fn clear(&mut self) {
         self.bytes.clear();
