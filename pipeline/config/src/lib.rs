@@ -117,15 +117,21 @@ mod tests {
     fn repo_topology_loads_and_validates() {
         let topology = Topology::load_valid(REPO_TOPOLOGY).unwrap();
         // The file spells out the local deployment, i.e. the defaults, when
-        // no variable is set, but for one consumer setting that only the
-        // local broker needs. Read it with an empty environment to compare.
+        // no variable is set, but for one consumer and one producer setting
+        // that only the local broker needs. Read it with an empty
+        // environment to compare.
         let text = std::fs::read_to_string(REPO_TOPOLOGY).unwrap();
         let mut from_file = Topology::from_yaml(&text, &env(&[])).unwrap();
         assert_eq!(
             from_file.kafka.consumer_properties,
             BTreeMap::from([("fetch.wait.max.ms".to_owned(), "50".to_owned())])
         );
+        assert_eq!(
+            from_file.kafka.producer_properties,
+            BTreeMap::from([("compression.type".to_owned(), "none".to_owned())])
+        );
         from_file.kafka.consumer_properties.clear();
+        from_file.kafka.producer_properties.clear();
         assert_eq!(from_file, Topology::default());
         assert!(!topology.kafka.brokers.is_empty());
     }
