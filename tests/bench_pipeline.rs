@@ -90,3 +90,44 @@ async fn the_pipeline_benchmark_accounts_for_every_span() -> Result<()> {
     ensure!(left == 0, "{left} bench databases left behind");
     Ok(())
 }
+
+/// tansu 0.6's fetch reads each record's headers with this query
+/// (tansu-storage's `header_fetch.sql`, parameters filled in).
+const TANSU_HEADER_FETCH: &str = "select h.k, h.v from header h \
+     join record r on h.topition = r.topition and h.offset_id = r.offset_id \
+     join topition tp on tp.id = r.topition join topic t on tp.topic = t.id \
+     join cluster c on t.cluster = c.id \
+     where c.name = 'tansu' and t.name = 'skein-spans' and tp.partition = 0 and r.offset_id = 7";
+
+/// How sqlite runs `TANSU_HEADER_FETCH` on the storage in `dir`.
+fn header_fetch_plan(dir: &std::path::Path) -> Result<String> {
+    let out = std::process::Command::new("sqlite3")
+        .arg("tansu.db")
+        .arg(format!("EXPLAIN QUERY PLAN {TANSU_HEADER_FETCH}"))
+        .current_dir(dir)
+        .output()
+        .context("running sqlite3")?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+/// The brokers of tests and benches, and the local stack's, look a
+/// record's headers up by index: without it every record fetched scanned
+/// every header stored, and consuming slowed as the broker filled.
+#[tokio::test]
+async fn tansu_fetches_headers_by_index() -> Result<()> {
+    let broker = skein_tests::PrivateBroker::start("header-index").await?;
+    let plan = header_fetch_plan(broker.dir())?;
+    ensure!(plan.contains("skein_header_record"), "{plan}");
+    ensure!(!plan.contains("SCAN h"), "{plan}");
+
+    // `make up` (which `make test` runs first) indexes the stack's broker.
+    let local = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../data/tansu"));
+    let plan = header_fetch_plan(&local)?;
+    ensure!(plan.contains("skein_header_record"), "local stack: {plan}");
+    Ok(())
+}

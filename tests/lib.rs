@@ -546,7 +546,13 @@ impl PrivateBroker {
     /// Starts the broker again on the same port and storage.
     pub async fn resume(&mut self) -> Result<()> {
         self.child = Some(skein_bench::process::spawn_tansu(&self.addr, &self.dir)?);
-        skein_bench::process::wait_listening(&self.addr, Duration::from_secs(30)).await
+        skein_bench::process::wait_listening(&self.addr, Duration::from_secs(30)).await?;
+        skein_bench::process::index_tansu(&self.dir)
+    }
+
+    /// The folder of its storage (`tansu.db`) and log.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
     }
 
     /// Freezes the broker (SIGSTOP): connections stay open and nothing is

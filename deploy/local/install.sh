@@ -5,14 +5,15 @@
 #     headless browser tests/ui.rs drives), and python3 with venv (the
 #     virtualenvs of the OpenTelemetry Python SDK and of chdb, ClickHouse 26
 #     in-process, that tests/otel_python.rs and tests/modern_clickhouse.rs
-#     install from PyPI);
+#     install from PyPI), and sqlite3 (up.sh and the tests add an index to
+#     tansu's sqlite storage);
 #   - the tansu Kafka broker, via cargo install (about 10 minutes on 2 cores).
 # Safe to re-run: a machine that has everything gets no apt-get and no cargo.
 set -euo pipefail
 # shellcheck source=deploy/local/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-APT_PACKAGES=(cmake pkg-config libssl-dev libsasl2-dev libcurl4-openssl-dev zlib1g-dev curl clickhouse-server clickhouse-client chromium python3 python3-venv)
+APT_PACKAGES=(cmake pkg-config libssl-dev libsasl2-dev libcurl4-openssl-dev zlib1g-dev curl clickhouse-server clickhouse-client chromium python3 python3-venv sqlite3)
 TANSU_FEATURES="dynostore,libsql"
 
 installed() {

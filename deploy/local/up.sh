@@ -170,6 +170,15 @@ wait_healthy() {
 failed=0
 if wait_healthy tansu_ready; then
   say "tansu is healthy (pid $(service_pid tansu), accepting TCP on $BROKER_HOST:$BROKER_PORT)"
+  # tansu 0.6's sqlite schema has no index on its header table, and its
+  # fetch queries it once per record: consuming scanned every header the
+  # broker ever stored, and slowed down as the broker filled (4.5x fewer
+  # spans/s with 25k messages held). tansu creates its tables before it
+  # listens; the index is only added once. pipeline/bench/src/process.rs
+  # (TANSU_HEADER_INDEX) adds the same to the brokers of tests and benches.
+  sqlite3 -cmd ".timeout 10000" "$TANSU_DIR/tansu.db" \
+    "CREATE INDEX IF NOT EXISTS skein_header_record ON header (topition, offset_id)" ||
+    die "could not add the header index to $TANSU_DIR/tansu.db"
 else
   echo "[local] ---- last 30 lines of $TANSU_LOG ----" >&2
   tail -n 30 "$TANSU_LOG" >&2 || true

@@ -209,6 +209,34 @@ pub fn spawn_tansu(addr: &str, dir: &Path) -> Result<Child> {
         .context("starting tansu (is it installed? `make up` installs it)")
 }
 
+/// The index tansu 0.6's sqlite schema lacks: its fetch reads each
+/// record's headers with a query on `header (topition, offset_id)`, a
+/// table with no index, so every record fetched scanned every header the
+/// broker ever stored (two per skein message), and consuming slowed down as
+/// the broker filled. `deploy/local/up.sh` adds the same index.
+pub const TANSU_HEADER_INDEX: &str =
+    "CREATE INDEX IF NOT EXISTS skein_header_record ON header (topition, offset_id)";
+
+/// Adds [`TANSU_HEADER_INDEX`] to the storage of the tansu broker in
+/// `dir` (started with `sqlite://tansu.db`, and listening: it creates its
+/// tables before it listens), with the `sqlite3` shell `make up` installs.
+pub fn index_tansu(dir: &Path) -> Result<()> {
+    let out = Command::new("sqlite3")
+        .args(["-cmd", ".timeout 10000", "tansu.db", TANSU_HEADER_INDEX])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .context("running sqlite3 (is it installed? `make up` installs it)")?;
+    if !out.status.success() {
+        bail!(
+            "indexing tansu's storage in {}: {}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
 /// Waits until something accepts TCP connections on `addr`.
 pub async fn wait_listening(addr: &str, within: Duration) -> Result<()> {
     let started = Instant::now();
@@ -239,6 +267,7 @@ impl Broker {
         let child = spawn_tansu(&addr, dir)?;
         let broker = Self { addr, child };
         wait_listening(&broker.addr, Duration::from_secs(30)).await?;
+        index_tansu(dir)?;
         Ok(broker)
     }
 
