@@ -50,12 +50,18 @@ pub(crate) struct Shared {
 /// A message and its charge against the budget, from the pool to a worker.
 pub(crate) type Charged = (OwnedMessage, Charge);
 
+#[derive(Clone)]
 pub(crate) struct Worker {
     partition: i32,
     shared: Shared,
     /// Cancelled when the group takes the partition away.
     revoked: CancellationToken,
 }
+
+/// A batch being written: it comes back (emptied once written) with how
+/// the write ended.
+type Writing =
+    std::pin::Pin<Box<dyn std::future::Future<Output = (Batch, Result<(), Stopped>)> + Send>>;
 
 struct Batch {
     /// The rows, encoded for the INSERT as they are decoded.
@@ -132,29 +138,55 @@ impl Worker {
 
     /// Batches and writes the partition's messages until it is revoked, its
     /// channel closes, or `shutdown`.
+    ///
+    /// One write of the partition is in flight at a time, and the next
+    /// batch fills while it runs: a message that arrives during a write is
+    /// decoded then, and its batch's linger runs then too, instead of both
+    /// waiting for the write to end (which, with ClickHouse busy, put a
+    /// write's whole duration on top of every span's latency). Writes, and
+    /// so stored offsets, stay in offset order. A batch that is full while
+    /// a write is in flight stops taking messages; the channel fills and
+    /// the pool pauses the partition.
     pub(crate) async fn run(
         self,
         mut messages: mpsc::Receiver<Charged>,
         shutdown: CancellationToken,
     ) -> Result<()> {
-        let mut batch = Batch::new(&self.shared.budget);
+        let mut filling = Batch::new(&self.shared.budget);
+        let mut spare = Some(Batch::new(&self.shared.budget));
+        let mut writing: Option<Writing> = None;
         let linger = self.shared.limits.linger();
         let outcome = loop {
-            let deadline = batch.started.map(|s| s + linger);
+            let deadline = filling.started.map(|s| s + linger);
+            let full = self.is_full(&filling);
             let step = tokio::select! {
                 biased;
                 _ = self.revoked.cancelled() => break Err(Stopped::Revoked),
                 _ = shutdown.cancelled() => break Ok(()),
-                _ = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => {
-                    self.flush(&mut batch).await
-                }
-                received = messages.recv() => match received {
-                    Some(message) => {
-                        match self.take(message, &mut batch).await {
-                            Ok(()) if self.is_full(&batch) => self.flush(&mut batch).await,
-                            other => other.map_err(Stopped::from),
+                (batch, written) = async { writing.as_mut().expect("guarded").await }, if writing.is_some() => {
+                    writing = None;
+                    spare = Some(batch);
+                    let due = full || deadline.is_some_and(|d| d <= Instant::now());
+                    match written {
+                        Ok(()) if due => {
+                            writing = Some(self.write(&mut filling, &mut spare));
+                            Ok(())
                         }
+                        other => other,
                     }
+                }
+                _ = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() && writing.is_none() => {
+                    writing = Some(self.write(&mut filling, &mut spare));
+                    Ok(())
+                }
+                received = messages.recv(), if !(full && writing.is_some()) => match received {
+                    Some(message) => match self.take(message, &mut filling).await {
+                        Ok(()) if writing.is_none() && self.is_full(&filling) => {
+                            writing = Some(self.write(&mut filling, &mut spare));
+                            Ok(())
+                        }
+                        other => other.map_err(Stopped::from),
+                    },
                     None => break Ok(()),
                 },
             };
@@ -166,16 +198,22 @@ impl Worker {
             Err(Stopped::Revoked) => {
                 tracing::debug!(
                     partition = self.partition,
-                    "partition revoked; its open batch is left uncommitted"
+                    "partition revoked; its open batches are left uncommitted"
                 );
                 Ok(())
             }
             Err(Stopped::Failed(e)) => Err(e),
             Ok(()) => {
-                // Shutdown: write what is held and store its offset before
-                // the pool commits and leaves the group.
-                let flushed =
-                    tokio::time::timeout(Duration::from_secs(30), self.flush(&mut batch)).await;
+                // Shutdown: finish the write in flight, then write what is
+                // held, and store their offsets before the pool commits and
+                // leaves the group.
+                let last = async {
+                    if let Some(write) = writing {
+                        write.await.1?;
+                    }
+                    self.flush(&mut filling).await
+                };
+                let flushed = tokio::time::timeout(Duration::from_secs(30), last).await;
                 if !matches!(flushed, Ok(Ok(()))) {
                     tracing::warn!(
                         partition = self.partition,
@@ -185,6 +223,20 @@ impl Worker {
                 Ok(())
             }
         }
+    }
+
+    /// Starts writing `filling`, which becomes the spare batch (empty) in
+    /// turn; the write gives its batch back, emptied, to be the next spare.
+    fn write(&self, filling: &mut Batch, spare: &mut Option<Batch>) -> Writing {
+        let next = spare
+            .take()
+            .unwrap_or_else(|| Batch::new(&self.shared.budget));
+        let mut batch = std::mem::replace(filling, next);
+        let worker = self.clone();
+        Box::pin(async move {
+            let written = worker.flush(&mut batch).await;
+            (batch, written)
+        })
     }
 
     /// The insert deduplication token of the messages `first..=last` of
