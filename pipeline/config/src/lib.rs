@@ -118,8 +118,9 @@ mod tests {
         let topology = Topology::load_valid(REPO_TOPOLOGY).unwrap();
         // The file spells out the local deployment, i.e. the defaults, when
         // no variable is set, but for one consumer and one producer setting
-        // that only the local broker needs. Read it with an empty
-        // environment to compare.
+        // that only the local broker needs, and ClickHouse's compression
+        // (none on the same host). Read it with an empty environment to
+        // compare.
         let text = std::fs::read_to_string(REPO_TOPOLOGY).unwrap();
         let mut from_file = Topology::from_yaml(&text, &env(&[])).unwrap();
         assert_eq!(
@@ -130,8 +131,13 @@ mod tests {
             from_file.kafka.producer_properties,
             BTreeMap::from([("compression.type".to_owned(), "none".to_owned())])
         );
+        assert_eq!(
+            from_file.storage.clickhouse.compression,
+            topology::Compression::None
+        );
         from_file.kafka.consumer_properties.clear();
         from_file.kafka.producer_properties.clear();
+        from_file.storage.clickhouse.compression = topology::Compression::default();
         assert_eq!(from_file, Topology::default());
         assert!(!topology.kafka.brokers.is_empty());
     }
