@@ -13,10 +13,7 @@ const WAIT: Duration = Duration::from_secs(120);
 
 /// `skein_ingester_messages_consumed_total` in the rendered metrics.
 fn consumed(text: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with("skein_ingester_messages_consumed_total"))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0.0)
+    skein_bench::process::metric_sum(text, "skein_ingester_messages_consumed_total")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
