@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use rdkafka::Message as _;
-use skein_tests::{fixture_in_trace, topology, PrivateClickHouse, Stack};
+use skein_tests::{fixture_json_in_trace, topology, PrivateClickHouse, Stack};
 
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -26,12 +26,7 @@ async fn clickhouse_down_longer_than_max_poll_interval_loses_nothing() -> Result
     }
     let stack = Stack::start(t).await?;
 
-    let trace = |n: u8| -> Result<String> {
-        Ok(serde_json::to_string(&fixture_in_trace(
-            "example_trace",
-            n,
-        )?)?)
-    };
+    let trace = |n: u8| fixture_json_in_trace("example_trace", n);
     let response = stack.post_otlp_json(trace(0xa0)?).await?;
     assert_eq!(response.status(), 200);
     stack.wait_for_trace(&"a0".repeat(16), 5, WAIT).await?;
@@ -86,12 +81,7 @@ async fn a_batch_clickhouse_refuses_for_good_goes_to_the_dead_letter_topic_and_t
         ch.database
     ))
     .await?;
-    let trace = |n: u8| -> Result<String> {
-        Ok(serde_json::to_string(&fixture_in_trace(
-            "example_trace",
-            n,
-        )?)?)
-    };
+    let trace = |n: u8| fixture_json_in_trace("example_trace", n);
     assert_eq!(stack.post_otlp_json(trace(0xb1)?).await?.status(), 200);
     let dead = skein_tests::read_topic(&t, &t.topics.dead_letter.name, 1, WAIT).await?;
     let error = dead[0]

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
-use skein_tests::{fixture_in_trace, topology, PrivateClickHouse, Stack};
+use skein_tests::{fixture_json_in_trace, topology, PrivateClickHouse, Stack};
 
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -25,12 +25,7 @@ async fn the_next_batch_fills_while_a_write_is_in_flight() -> Result<()> {
     // One partition: every message goes to the one worker.
     t.topics.spans.partitions = 1;
     let stack = Stack::start(t).await?;
-    let trace = |n: u8| -> Result<String> {
-        Ok(serde_json::to_string(&fixture_in_trace(
-            "example_trace",
-            n,
-        )?)?)
-    };
+    let trace = |n: u8| fixture_json_in_trace("example_trace", n);
 
     let response = stack.post_otlp_json(trace(0xb0)?).await?;
     assert_eq!(response.status(), 200);

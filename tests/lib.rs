@@ -319,6 +319,11 @@ pub fn fixture_in_trace(name: &str, byte: u8) -> Result<TracesData> {
     Ok(data)
 }
 
+/// [`fixture_in_trace`] as OTLP/JSON, the body of an OTLP/HTTP request.
+pub fn fixture_json_in_trace(name: &str, byte: u8) -> Result<String> {
+    Ok(serde_json::to_string(&fixture_in_trace(name, byte)?)?)
+}
+
 /// The same fixture, parsed.
 pub fn fixture(name: &str) -> Result<TracesData> {
     Ok(serde_json::from_str(&fixture_json(name)?)?)
