@@ -619,9 +619,10 @@ impl Run {
     /// Writes the batch, retrying what can be retried.
     async fn flush(&mut self) -> Result<()> {
         if !self.batch.rows.is_empty() {
-            let rows = &self.batch.rows;
+            let rows = &mut self.batch.rows;
+            let body = rows.share();
             let writer = &self.writer;
-            let write = || writer.write_encoded(rows.bytes(), None);
+            let write = || writer.write_encoded(body.clone(), None);
             write
                 .retry(
                     crate::write_backoff(),

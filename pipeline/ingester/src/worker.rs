@@ -324,14 +324,15 @@ impl Worker {
     async fn write_each_or_dead_letter(
         &self,
         batch: &Batch,
+        body: &bytes::Bytes,
         refusal: &skein_store::Error,
     ) -> Result<()> {
         tracing::warn!(partition = self.partition, error = %refusal, "clickhouse refused a batch; writing it message by message");
         for source in &batch.sources {
-            let rows = &batch.rows.bytes()[source.rows.clone()];
+            let rows = body.slice(source.rows.clone());
             let offset = source.message.offset();
             let token = self.token(offset, offset);
-            let write = || self.shared.writer.write_encoded(rows, Some(&token));
+            let write = || self.shared.writer.write_encoded(rows.clone(), Some(&token));
             let result = write
                 .retry(crate::write_backoff().with_max_times(10))
                 .when(|e: &skein_store::Error| e.is_retryable())
@@ -367,11 +368,8 @@ impl Worker {
             };
             let started = Instant::now();
             let token = self.token(first, last);
-            let write = || {
-                self.shared
-                    .writer
-                    .write_encoded(batch.rows.bytes(), Some(&token))
-            };
+            let body = batch.rows.share();
+            let write = || self.shared.writer.write_encoded(body.clone(), Some(&token));
             let retrying = write
                 .retry(crate::write_backoff())
                 .when(|e: &skein_store::Error| e.is_retryable())
@@ -385,7 +383,9 @@ impl Worker {
                 _ = self.revoked.cancelled() => return Err(Stopped::Revoked),
             };
             match result {
-                Err(e) if !e.is_retryable() => self.write_each_or_dead_letter(batch, &e).await?,
+                Err(e) if !e.is_retryable() => {
+                    self.write_each_or_dead_letter(batch, &body, &e).await?
+                }
                 other => other.map_err(Error::from)?,
             }
             metrics::counter!(m::SPANS_WRITTEN).increment(batch.rows.rows() as u64);

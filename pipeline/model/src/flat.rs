@@ -200,7 +200,8 @@ fn encode_one(rs: &Around, ss: &Around, span: &Span) -> Vec<u8> {
 /// `scope` are the encoded fields around the spans of the `ResourceSpans`
 /// and of the `ScopeSpans` (field 1, the resource or scope, and field 3,
 /// the schema URL; each empty when absent); `write_span` writes the span's
-/// field 2 of the `ScopeSpans`, `span_field_len` bytes. Appended to `out`.
+/// field 2 of the `ScopeSpans`, `span_field_len` bytes. Appended to `out`;
+/// [`one_span_len`] bytes.
 pub(crate) fn one_span(
     resource: [&[u8]; 2],
     scope: [&[u8]; 2],
@@ -208,13 +209,9 @@ pub(crate) fn one_span(
     write_span: impl FnOnce(&mut Vec<u8>),
     out: &mut Vec<u8>,
 ) {
-    use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
+    use prost::encoding::{encode_key, encode_varint, WireType};
     let scope_len = scope[0].len() + span_field_len + scope[1].len();
-    let total = resource[0].len()
-        + 1
-        + encoded_len_varint(scope_len as u64)
-        + scope_len
-        + resource[1].len();
+    let total = one_span_len(resource, scope, span_field_len);
     let start = out.len();
     out.reserve(total);
     out.extend_from_slice(resource[0]);
@@ -225,6 +222,20 @@ pub(crate) fn one_span(
     out.extend_from_slice(scope[1]);
     out.extend_from_slice(resource[1]);
     debug_assert_eq!(out.len() - start, total);
+}
+
+/// How many bytes [`one_span`] writes.
+pub(crate) fn one_span_len(
+    resource: [&[u8]; 2],
+    scope: [&[u8]; 2],
+    span_field_len: usize,
+) -> usize {
+    let scope_len = scope[0].len() + span_field_len + scope[1].len();
+    resource[0].len()
+        + 1
+        + prost::encoding::encoded_len_varint(scope_len as u64)
+        + scope_len
+        + resource[1].len()
 }
 
 /// Decodes the `encoded` column of one flattened span.

@@ -110,8 +110,8 @@ impl Decoder {
         if !services.all(|name| self.enricher.keeps_name(name, true)) {
             return None;
         }
-        // Room reused from row to row: a value's text, the stored span.
-        let (mut text, mut span_bytes) = (String::new(), Vec::new());
+        // Room reused from row to row: a value's text.
+        let mut text = String::new();
         for span in &t.spans {
             if !self.enricher.keeps_name(span.name, false) {
                 return None;
@@ -164,9 +164,8 @@ impl Decoder {
                     other => out.text_with(&mut text, |t| other.write_text(t)),
                 }
             }
-            span_bytes.clear();
-            flat_raw::encode_one_into(&t, span, added, &mut span_bytes);
-            out.string(&span_bytes);
+            let one = flat_raw::OneSpan::new(&t, span, added);
+            out.string_in_place(one.len(), |bytes| one.write(bytes));
             out.u64(stamp.received);
             out.u64(stamp.now);
             out.end_row();

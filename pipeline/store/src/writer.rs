@@ -257,7 +257,7 @@ impl SpanWriter {
 
     /// Inserts the batch as one `INSERT`; returns once ClickHouse acknowledged it.
     pub async fn write(&self, batch: &[SpanRow]) -> Result<()> {
-        self.write_encoded(encode(batch).bytes(), None).await
+        self.write_encoded(encode(batch).share(), None).await
     }
 
     /// Inserts the batch as one `INSERT` carrying the deduplication token
@@ -267,13 +267,14 @@ impl SpanWriter {
     /// after an unknown outcome, a replay) is acknowledged without being
     /// written again. On older servers this is [`write`](Self::write).
     pub async fn write_with_token(&self, batch: &[SpanRow], token: &str) -> Result<()> {
-        self.write_encoded(encode(batch).bytes(), Some(token)).await
+        self.write_encoded(encode(batch).share(), Some(token)).await
     }
 
     /// [`write`](Self::write), or with a token
     /// [`write_with_token`](Self::write_with_token), of rows already
-    /// encoded: [`EncodedRows::bytes`], or a run of whole rows of them.
-    pub async fn write_encoded(&self, rows: &[u8], token: Option<&str>) -> Result<()> {
+    /// encoded: [`EncodedRows::share`], or a run of whole rows of them
+    /// (`Bytes::slice`); sent without a copy.
+    pub async fn write_encoded(&self, rows: bytes::Bytes, token: Option<&str>) -> Result<()> {
         let token = match token {
             Some(token) if self.capabilities().await?.insert_dedup_tokens => Some(token),
             _ => None,
@@ -281,7 +282,7 @@ impl SpanWriter {
         self.insert(rows, token).await
     }
 
-    async fn insert(&self, rows: &[u8], token: Option<&str>) -> Result<()> {
+    async fn insert(&self, rows: bytes::Bytes, token: Option<&str>) -> Result<()> {
         if rows.is_empty() {
             return Ok(());
         }
@@ -303,11 +304,9 @@ impl SpanWriter {
         // Sent in chunks, each compressed on its own (as the client's
         // row-by-row insert does); a row may straddle two chunks: the
         // server reads the body as one stream.
-        for chunk in rows.chunks(CHUNK_BYTES) {
-            insert
-                .send(bytes::Bytes::copy_from_slice(chunk))
-                .await
-                .map_err(err)?;
+        for start in (0..rows.len()).step_by(CHUNK_BYTES) {
+            let chunk = rows.slice(start..rows.len().min(start + CHUNK_BYTES));
+            insert.send(chunk).await.map_err(err)?;
         }
         insert.end().await.map_err(err)
     }
