@@ -553,3 +553,42 @@ async fn retention_drops_expired_days_everywhere() -> Result<()> {
     })
     .await
 }
+
+#[tokio::test]
+async fn operations_get_a_row_per_distinct_operation_of_an_insert() -> Result<()> {
+    with_db("storage_operations_per_insert", |db| async move {
+        // One insert of 60 spans: two operations of one service, one day.
+        let one = rows(&single_span(0x5a)?).remove(0);
+        let batch: Vec<SpanRow> = (0..60u32)
+            .map(|i| {
+                let mut row = one.clone();
+                row.span_id = format!("{i:016x}");
+                row.span_name = if i % 3 == 0 { "GET /a" } else { "GET /b" }.into();
+                row
+            })
+            .collect();
+        db.writer().write(&batch).await?;
+        // One part, not merged: what the view wrote, as written.
+        let written = db.count("operations", "1").await?;
+        ensure!(written == 2, "{written} rows in operations, want 2");
+        let ops = db.reader().operations(&one.service_name, None).await?;
+        let names: BTreeSet<&str> = ops.iter().map(|o| o.name.as_str()).collect();
+        ensure!(
+            names == BTreeSet::from(["GET /a", "GET /b"]),
+            "operations {ops:?}"
+        );
+        // The view of migration 002 (a row per span) is gone.
+        let views: Vec<String> = db
+            .client
+            .query("SELECT name FROM system.tables WHERE database = ? AND name LIKE 'operations%' ORDER BY name")
+            .bind(&db.name)
+            .fetch_all()
+            .await?;
+        ensure!(
+            views == ["operations", "operations_per_insert_mv"],
+            "{views:?}"
+        );
+        Ok(())
+    })
+    .await
+}

@@ -64,6 +64,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "007_dependency_latency.sql",
         sql: include_str!("../../../schemas/clickhouse/007_dependency_latency.sql"),
     },
+    Migration {
+        version: 8,
+        name: "008_operations_per_insert.sql",
+        sql: include_str!("../../../schemas/clickhouse/008_operations_per_insert.sql"),
+    },
 ];
 
 /// The tables materialized views fill from `spans`: on servers with insert
