@@ -518,6 +518,25 @@ fn is_port(s: &str) -> bool {
 /// Whether `s` has no leading, trailing or repeated whitespace, and no
 /// whitespace but ASCII spaces.
 fn is_collapsed(s: &str) -> bool {
+    if s.is_ascii() {
+        // Most names: their bytes are their chars, and ASCII's whitespace
+        // is space and 0x09..=0x0d (walking chars was 1.4% of the
+        // ingester's CPU).
+        let mut after_space = true;
+        for &b in s.as_bytes() {
+            if b == b' ' {
+                if after_space {
+                    return false;
+                }
+                after_space = true;
+            } else if (0x09..=0x0d).contains(&b) {
+                return false;
+            } else {
+                after_space = false;
+            }
+        }
+        return s.is_empty() || !after_space;
+    }
     let mut after_space = true;
     for c in s.chars() {
         if c.is_whitespace() {
@@ -713,6 +732,40 @@ mod tests {
             let mut name = blank.to_owned();
             Enricher::new(&config).normalise(&mut name, false);
             assert_eq!(name, "");
+        }
+    }
+
+    #[test]
+    fn collapsed_is_what_collapsing_leaves_unchanged() {
+        let mut samples: Vec<String> = [
+            "",
+            " ",
+            "a",
+            "a b",
+            "a  b",
+            " a",
+            "a ",
+            "a\tb",
+            "a\nb",
+            "a\x0bb",
+            "a\x0cb",
+            "a\rb",
+            "a\x1fb",
+            "GET /api/v1",
+            "\u{a0}a",
+            "a\u{3000}b",
+            "é b",
+            "é  b",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect();
+        for b in 0u8..0x80 {
+            samples.push(format!("x{}y", b as char));
+            samples.push(format!("{}", b as char));
+        }
+        for s in &samples {
+            assert_eq!(is_collapsed(s), collapse(s) == *s, "{s:?}");
         }
     }
 
