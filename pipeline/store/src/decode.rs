@@ -120,21 +120,17 @@ impl Decoder {
             let (facts, add) = self.enricher.span_facts(span.kind, span.status_code, own)?;
             let scope = &t.scopes[span.scope];
             let resource = &t.resources[scope.resource];
+            // The span's own attributes, the added, then the resource's,
+            // the scope's, the events' and links': written as slices, keys
+            // then values (walking one chained iterator twice cost more).
             let around = [
-                resource.attributes.clone(),
-                scope.attributes.clone(),
-                span.item_attributes.clone(),
+                &t.attributes[resource.attributes.clone()],
+                &t.attributes[scope.attributes.clone()],
+                &t.attributes[span.item_attributes.clone()],
             ];
+            let added = add.then_some((crate::enrich::PEER_SERVICE, facts.peer_service.as_str()));
             let count =
                 own.len() + usize::from(add) + around.iter().map(|r| r.len()).sum::<usize>();
-            let added = add.then_some((crate::enrich::PEER_SERVICE, facts.peer_service.as_str()));
-            let attributes = || {
-                let around = around.iter().flat_map(|r| &t.attributes[r.clone()]);
-                own.iter()
-                    .map(|a| (a.key, a.value))
-                    .chain(added.map(|(k, v)| (k, flat_raw::Value::Str(v))))
-                    .chain(around.map(|a| (a.key, a.value)))
-            };
             // The columns, in SpanRow's order.
             out.string(stamp.tenant.as_bytes());
             out.hex(span.trace_id);
@@ -154,16 +150,25 @@ impl Decoder {
             out.u8(u8::from(facts.error));
             out.string(facts.peer_service.as_bytes());
             out.len(count);
-            for (key, _) in attributes() {
+            for a in own {
+                out.string(a.key.as_bytes());
+            }
+            if let Some((key, _)) = added {
                 out.string(key.as_bytes());
             }
-            out.len(count);
-            for (_, value) in attributes() {
-                match value {
-                    flat_raw::Value::Str(s) => out.string(s.as_bytes()),
-                    other => out.text_with(&mut text, |t| other.write_text(t)),
-                }
+            for a in around.into_iter().flatten() {
+                out.string(a.key.as_bytes());
             }
+            out.len(count);
+            let mut value = |value: &flat_raw::Value<'_>| match value {
+                flat_raw::Value::Str(s) => out.string(s.as_bytes()),
+                other => out.text_with(&mut text, |t| other.write_text(t)),
+            };
+            own.iter().for_each(|a| value(&a.value));
+            if let Some((_, v)) = added {
+                value(&flat_raw::Value::Str(v));
+            }
+            around.into_iter().flatten().for_each(|a| value(&a.value));
             let one = flat_raw::OneSpan::new(&t, span, added);
             out.string_in_place(one.len(), |bytes| one.write(bytes));
             out.u64(stamp.received);
