@@ -23,7 +23,8 @@ use opentelemetry_proto::tonic::common::v1::AnyValue;
 use prost::Message;
 
 use crate::otlp_raw::{
-    fixed64, len_varint, put_varint, varint, Field, Fields, I32, I64, LEN, VARINT,
+    fixed64, len_field as field_len, len_varint, put_varint, varint, Field, Fields, I32, I64, LEN,
+    VARINT,
 };
 use crate::otlp_schema::{
     any_value, array_value, entity_ref, event, key_value, key_value_list, link, resource,
@@ -596,7 +597,7 @@ fn value(buf: &[u8]) -> Option<Value<'_>> {
 /// scope and span with `added` pushed to its attributes.
 pub fn encode_one(t: &Traces<'_>, span: &SpanRef<'_>, added: Option<(&str, &str)>) -> Vec<u8> {
     let one = OneSpan::new(t, span, added);
-    let mut out = Vec::with_capacity(one.len());
+    let mut out = Vec::with_capacity(one.encoded_len());
     one.write(&mut out);
     out
 }
@@ -622,25 +623,25 @@ impl<'s, 'a> OneSpan<'s, 'a> {
             // of `key` (1, left out when empty) and `value` (2), an
             // `AnyValue` whose `string_value` (1) is written even when
             // empty (a member of a oneof).
-            let any = 1 + len_varint(value.len() as u64) + value.len();
+            let any = field_len(value.len());
             let key_field = if key.is_empty() {
                 0
             } else {
-                1 + len_varint(key.len() as u64) + key.len()
+                field_len(key.len())
             };
-            let kv = key_field + 1 + len_varint(any as u64) + any;
-            extra.reserve(1 + len_varint(kv as u64) + kv);
-            extra.push(0x4a);
-            put_varint(&mut extra, kv as u64);
+            let kv = key_field + field_len(any);
+            extra.reserve(field_len(kv));
+            let head = |extra: &mut Vec<u8>, tag: u8, len: usize| {
+                extra.push(tag);
+                put_varint(extra, len as u64);
+            };
+            head(&mut extra, 0x4a, kv);
             if !key.is_empty() {
-                extra.push(0x0a);
-                put_varint(&mut extra, key.len() as u64);
+                head(&mut extra, 0x0a, key.len());
                 extra.extend_from_slice(key.as_bytes());
             }
-            extra.push(0x12);
-            put_varint(&mut extra, any as u64);
-            extra.push(0x0a);
-            put_varint(&mut extra, value.len() as u64);
+            head(&mut extra, 0x12, any);
+            head(&mut extra, 0x0a, value.len());
             extra.extend_from_slice(value.as_bytes());
         }
         Self {
@@ -656,18 +657,12 @@ impl<'s, 'a> OneSpan<'s, 'a> {
     }
 
     fn span_field_len(&self) -> usize {
-        let span_len = self.span_len();
-        1 + len_varint(span_len as u64) + span_len
+        field_len(self.span_len())
     }
 
     /// How many bytes [`write`](Self::write) appends.
-    pub fn len(&self) -> usize {
+    pub fn encoded_len(&self) -> usize {
         crate::flat::one_span_len(self.resource, self.scope, self.span_field_len())
-    }
-
-    /// Never: a `ResourceSpans` with a span has bytes.
-    pub fn is_empty(&self) -> bool {
-        false
     }
 
     /// Appends the bytes to `out`.

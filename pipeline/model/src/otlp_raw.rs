@@ -374,7 +374,7 @@ pub(crate) fn put_varint(out: &mut Vec<u8>, mut n: u64) {
 }
 
 /// Length of a `LEN` field with a `len`-byte payload and a one-byte key.
-fn len_field(len: usize) -> usize {
+pub(crate) fn len_field(len: usize) -> usize {
     1 + len_varint(len as u64) + len
 }
 

@@ -170,7 +170,7 @@ impl Decoder {
             }
             around.into_iter().flatten().for_each(|a| value(&a.value));
             let one = flat_raw::OneSpan::new(&t, span, added);
-            out.string_in_place(one.len(), |bytes| one.write(bytes));
+            out.string_in_place(one.encoded_len(), |bytes| one.write(bytes));
             out.u64(stamp.received);
             out.u64(stamp.now);
             out.end_row();
