@@ -592,3 +592,35 @@ async fn operations_get_a_row_per_distinct_operation_of_an_insert() -> Result<()
     })
     .await
 }
+
+#[tokio::test]
+async fn a_written_batch_gives_its_buffer_back_for_the_next() -> Result<()> {
+    with_db_using(
+        "storage_buffer_back",
+        |ch| ch.compression = skein_config::Compression::None,
+        |db| async move {
+            let mut batch = skein_store::rowbinary::EncodedRows::default();
+            for row in rows(&single_span(0x6b)?) {
+                batch.push(&row);
+            }
+            let room = batch.bytes().as_ptr();
+            db.writer().write_encoded(batch.share(), None).await?;
+            // The INSERT is acknowledged: nothing holds the body any more,
+            // so the next batch is written into the same buffer.
+            batch.clear();
+            for row in rows(&single_span(0x6c)?) {
+                batch.push(&row);
+            }
+            ensure!(
+                batch.bytes().as_ptr() == room,
+                "a new buffer after the write"
+            );
+            ensure!(
+                db.count("spans", "1").await? == 1,
+                "the first batch is stored"
+            );
+            Ok(())
+        },
+    )
+    .await
+}
