@@ -130,7 +130,17 @@ fn canonical(buf: &[u8], spec: Spec, depth: usize) -> bool {
 /// it but for the content of message fields (left to the caller, who reads
 /// them); `None` for the first that is not as prost writes it.
 fn checked<'a>(buf: &'a [u8], spec: Spec) -> impl Iterator<Item = Option<Field<'a>>> {
-    let mut order = Order::default();
+    checked_after(buf, spec, 0)
+}
+
+/// [`checked`] of the rest of a message whose fields up to number `last`
+/// were read already.
+fn checked_after<'a>(
+    buf: &'a [u8],
+    spec: Spec,
+    last: u32,
+) -> impl Iterator<Item = Option<Field<'a>>> {
+    let mut order = Order { last, oneof: false };
     Fields::of(buf).map(move |field| {
         let field = field?;
         let (ty, card) = (spec.0)(field.number)?;
@@ -384,6 +394,17 @@ fn read_scope<'a>(t: &mut Traces<'a>, resource: usize, buf: &'a [u8]) -> Option<
 }
 
 fn read_span<'a>(t: &mut Traces<'a>, scope: usize, buf: &'a [u8]) -> Option<SpanRef<'a>> {
+    read_span_with(t, scope, buf, true)
+}
+
+/// [`read_span`], its leading fields read by [`span_head`] when `head`
+/// (the generic walk alone otherwise, which the tests compare it with).
+fn read_span_with<'a>(
+    t: &mut Traces<'a>,
+    scope: usize,
+    buf: &'a [u8],
+    head: bool,
+) -> Option<SpanRef<'a>> {
     let mut span = SpanRef {
         bytes: buf,
         attributes_end: buf.len(),
@@ -401,8 +422,12 @@ fn read_span<'a>(t: &mut Traces<'a>, scope: usize, buf: &'a [u8]) -> Option<Span
     };
     let start = t.attributes.len();
     let mut items = None;
-    let mut pos = 0;
-    for f in checked(buf, Spec(self::span)) {
+    let (mut pos, last) = if head {
+        span_head(t, &mut span, buf)?
+    } else {
+        (0, 0)
+    };
+    for f in checked_after(&buf[pos..], Spec(self::span), last) {
         let f = f?;
         if f.number > 9 && span.attributes_end == buf.len() {
             span.attributes_end = pos;
@@ -447,6 +472,84 @@ fn read_span<'a>(t: &mut Traces<'a>, scope: usize, buf: &'a [u8]) -> Option<Span
     span.attributes = start..own_end;
     span.item_attributes = own_end..end;
     Some(span)
+}
+
+/// Reads a span's leading fields as the collector and the SDKs write
+/// them (IDs, trace state, parent, name, kind, times, attributes: fields 1
+/// to 9, ascending, one-byte keys) straight from their tags, without the
+/// generic walk's key decoding, spec lookup and checks per field (some
+/// 240 instructions a field, most of reading a span). Takes a field only
+/// as [`checked`] and [`read_span_with`] take it; stops at the first field
+/// that is not the next of these or not as prost writes it, and says
+/// where, and after which field number, the generic walk goes on (which
+/// then reads or refuses it). `None` where the generic walk refuses too: a
+/// name or an attribute it cannot read.
+fn span_head<'a>(
+    t: &mut Traces<'a>,
+    span: &mut SpanRef<'a>,
+    buf: &'a [u8],
+) -> Option<(usize, u32)> {
+    let (mut pos, mut last) = (0, 0u32);
+    while let Some(&tag) = buf.get(pos) {
+        let number = u32::from(tag >> 3);
+        if !(1..=9).contains(&number) || number < last || (number == last && number != 9) {
+            break;
+        }
+        let mut next = pos;
+        match tag {
+            // LEN: trace_id, span_id, trace_state, parent_span_id, name,
+            // attributes.
+            0x0a | 0x12 | 0x1a | 0x22 | 0x2a | 0x4a => {
+                let Some(value) = len_field(buf, &mut next, tag) else {
+                    break;
+                };
+                // A singular field is never written empty.
+                if number != 9 && value.is_empty() {
+                    break;
+                }
+                match number {
+                    1 => span.trace_id = value,
+                    2 => span.span_id = value,
+                    3 if text(value).is_none() => break,
+                    3 => {}
+                    4 => span.parent_span_id = value,
+                    5 => span.name = text(value)?,
+                    _ => t.attributes.push(attribute(value)?),
+                }
+            }
+            // kind: an int32 varint, shortest, never 0.
+            0x30 => {
+                next += 1;
+                let Some(v) = varint(buf, &mut next) else {
+                    break;
+                };
+                if next - pos - 1 != len_varint(v) || v == 0 || v != i64::from(v as i32) as u64 {
+                    break;
+                }
+                span.kind = v as i32;
+            }
+            // start and end: fixed64, never 0.
+            0x39 | 0x41 => {
+                let Some(bytes) = buf.get(pos + 1..pos + 9) else {
+                    break;
+                };
+                let v = fixed64(bytes);
+                if v == 0 {
+                    break;
+                }
+                if number == 7 {
+                    span.start_unix_nano = v;
+                } else {
+                    span.end_unix_nano = v;
+                }
+                next = pos + 9;
+            }
+            _ => break,
+        }
+        pos = next;
+        last = number;
+    }
+    Some((pos, last))
 }
 
 fn varint_value(buf: &[u8]) -> u64 {
@@ -875,6 +978,84 @@ mod tests {
                 assert_eq!(e, &f.encoded, "{key:?} = {value:?}");
             }
         }
+    }
+
+    #[test]
+    fn a_span_head_read_from_tags_is_what_the_generic_walk_reads() {
+        use any_value::Value as V;
+        let mut spans: Vec<Span> = sample()
+            .resource_spans
+            .into_iter()
+            .flat_map(|rs| rs.scope_spans)
+            .flat_map(|ss| ss.spans)
+            .collect();
+        spans.push(Span {
+            trace_id: vec![0xab; 16],
+            span_id: vec![0xcd; 8],
+            trace_state: "k=v".into(),
+            parent_span_id: vec![0xef; 8],
+            name: "GET /é".into(),
+            kind: 2,
+            start_time_unix_nano: 1,
+            end_time_unix_nano: u64::MAX,
+            attributes: vec![
+                kv("a", V::StringValue("x".repeat(130))),
+                kv("b", V::IntValue(-300)),
+            ],
+            ..Default::default()
+        });
+        let read = |buf: &[u8], head: bool| {
+            let mut t = Traces::default();
+            let span = read_span_with(&mut t, 0, buf, head);
+            format!("{span:?} {:?}", t.attributes)
+        };
+        let mut compared = 0;
+        for span in &spans {
+            let bytes = span.encode_to_vec();
+            assert!(read(&bytes, true).starts_with("Some("), "{span:?}");
+            // Every truncation and every byte changed to a few values: the
+            // same span and attributes, or the same refusal.
+            let mut variants: Vec<Vec<u8>> =
+                (0..=bytes.len()).map(|n| bytes[..n].to_vec()).collect();
+            for i in 0..bytes.len() {
+                for b in [
+                    0x00, 0x01, 0x08, 0x0a, 0x12, 0x30, 0x39, 0x4a, 0x52, 0x7f, 0x80, 0xff,
+                ] {
+                    let mut v = bytes.clone();
+                    v[i] = b;
+                    variants.push(v);
+                }
+            }
+            // An empty or zero field (never written by prost), or a field
+            // again, at every field boundary.
+            let mut boundaries = vec![0];
+            for field in Fields::of(&bytes) {
+                boundaries.push(boundaries.last().unwrap() + field.unwrap().whole.len());
+            }
+            let inserts: [&[u8]; 11] = [
+                &[0x0a, 0],
+                &[0x12, 0],
+                &[0x1a, 0],
+                &[0x22, 0],
+                &[0x2a, 0],
+                &[0x4a, 0],
+                &[0x1a, 1, 0xff],
+                &[0x30, 0],
+                &[0x30, 0x80, 0],
+                &[0x39, 0, 0, 0, 0, 0, 0, 0, 0],
+                &[0x41, 0, 0, 0, 0, 0, 0, 0, 0],
+            ];
+            for &p in &boundaries {
+                for insert in inserts {
+                    variants.push([&bytes[..p], insert, &bytes[p..]].concat());
+                }
+            }
+            for v in variants {
+                assert_eq!(read(&v, true), read(&v, false), "{v:02x?}");
+                compared += 1;
+            }
+        }
+        assert!(compared > 1000, "{compared}");
     }
 
     #[test]
