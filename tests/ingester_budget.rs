@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Result};
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::TracesData;
-use skein_tests::{fixture_in_trace, post_protobuf, topology, PrivateClickHouse, Stack};
+use skein_tests::{fixture_in_trace, post_protobuf, PrivateClickHouse, Stack};
 
 const WAIT: Duration = Duration::from_secs(120);
 /// Traces sent while ClickHouse is down, each of 5 spans with an attribute
@@ -49,9 +49,7 @@ fn traces(first: u8, n: u8) -> Result<TracesData> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ingester_holds_no_more_than_its_budget_while_clickhouse_is_down() -> Result<()> {
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
-    let mut clickhouse = PrivateClickHouse::start("budget").await?;
-    let mut t = topology("budget");
-    t.storage.clickhouse.url = clickhouse.url.clone();
+    let (mut clickhouse, mut t) = PrivateClickHouse::with_topology("budget").await?;
     t.ingester.batch.max_bytes = 64 * 1024;
     t.ingester.max_buffered_bytes = 1024 * 1024;
     let limit = t.ingester.held_bytes() as f64;

@@ -14,9 +14,7 @@ const WAIT: Duration = Duration::from_secs(120);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clickhouse_down_longer_than_max_poll_interval_loses_nothing() -> Result<()> {
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
-    let mut clickhouse = PrivateClickHouse::start("ch_down").await?;
-    let mut t = topology("ch_down");
-    t.storage.clickhouse.url = clickhouse.url.clone();
+    let (mut clickhouse, mut t) = PrivateClickHouse::with_topology("ch_down").await?;
     // A short poll interval, so that the outage below outlasts it.
     for (k, v) in [
         ("session.timeout.ms", "6000"),

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
-use skein_tests::{fixture_json_in_trace, topology, PrivateClickHouse, Stack};
+use skein_tests::{fixture_json_in_trace, PrivateClickHouse, Stack};
 
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -19,9 +19,7 @@ fn consumed(text: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_next_batch_fills_while_a_write_is_in_flight() -> Result<()> {
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
-    let mut clickhouse = PrivateClickHouse::start("pipelining").await?;
-    let mut t = topology("pipelining");
-    t.storage.clickhouse.url = clickhouse.url.clone();
+    let (mut clickhouse, mut t) = PrivateClickHouse::with_topology("pipelining").await?;
     // One partition: every message goes to the one worker.
     t.topics.spans.partitions = 1;
     let stack = Stack::start(t).await?;

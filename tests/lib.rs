@@ -615,6 +615,15 @@ fn free_port() -> Result<u16> {
 }
 
 impl PrivateClickHouse {
+    /// A private server for `test`, and the test's [`topology`] pointed at
+    /// it (what a test that stops and restarts ClickHouse starts from).
+    pub async fn with_topology(test: &str) -> Result<(Self, Topology)> {
+        let clickhouse = Self::start(test).await?;
+        let mut t = topology(test);
+        t.storage.clickhouse.url = clickhouse.url.clone();
+        Ok((clickhouse, t))
+    }
+
     /// Writes a config under `data/test-clickhouse/` and starts the server.
     pub async fn start(name: &str) -> Result<Self> {
         let dir = PathBuf::from(concat!(

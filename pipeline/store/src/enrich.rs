@@ -518,27 +518,20 @@ fn is_port(s: &str) -> bool {
 /// Whether `s` has no leading, trailing or repeated whitespace, and no
 /// whitespace but ASCII spaces.
 fn is_collapsed(s: &str) -> bool {
+    // An ASCII name's bytes are its chars: walking them skips decoding
+    // UTF-8 (walking chars was 1.4% of the ingester's CPU).
     if s.is_ascii() {
-        // Most names: their bytes are their chars, and ASCII's whitespace
-        // is space and 0x09..=0x0d (walking chars was 1.4% of the
-        // ingester's CPU).
-        let mut after_space = true;
-        for &b in s.as_bytes() {
-            if b == b' ' {
-                if after_space {
-                    return false;
-                }
-                after_space = true;
-            } else if (0x09..=0x0d).contains(&b) {
-                return false;
-            } else {
-                after_space = false;
-            }
-        }
-        return s.is_empty() || !after_space;
+        collapsed(s.bytes().map(char::from))
+    } else {
+        collapsed(s.chars())
     }
-    let mut after_space = true;
-    for c in s.chars() {
+}
+
+/// [`is_collapsed`] of a string's chars.
+fn collapsed(chars: impl Iterator<Item = char>) -> bool {
+    let (mut after_space, mut empty) = (true, true);
+    for c in chars {
+        empty = false;
         if c.is_whitespace() {
             if after_space || c != ' ' {
                 return false;
@@ -548,7 +541,7 @@ fn is_collapsed(s: &str) -> bool {
             after_space = false;
         }
     }
-    s.is_empty() || !after_space
+    empty || !after_space
 }
 
 /// `s` trimmed, each run of whitespace replaced by one space.
