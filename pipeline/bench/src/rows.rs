@@ -48,7 +48,7 @@ pub fn run(args: &Args) -> Result<()> {
     let decoder = Decoder::new(&skein_config::Enrichment::default());
     let received = b"1700000000000000000".as_slice();
     let started = Instant::now();
-    let (mut rows, mut batch) = (0, EncodedRows::default());
+    let (mut rows, mut bytes, mut batch) = (0, 0, EncodedRows::default());
     for payload in &messages {
         decoder.encode(
             payload,
@@ -57,15 +57,20 @@ pub fn run(args: &Args) -> Result<()> {
         )?;
         if batch.rows() >= BATCH_ROWS {
             rows += batch.rows();
+            bytes += batch.bytes().len();
             batch.clear();
         }
     }
     rows += batch.rows();
+    bytes += batch.bytes().len();
     let elapsed = started.elapsed();
+    let message_bytes: usize = messages.iter().map(Vec::len).sum();
     println!(
-        "{} messages, {rows} rows, {:.0} ns/row",
+        "{} messages, {rows} rows, {:.0} ns/row; {:.0} B/row in messages, {:.0} B/row encoded",
         args.messages,
-        elapsed.as_nanos() as f64 / rows.max(1) as f64
+        elapsed.as_nanos() as f64 / rows.max(1) as f64,
+        message_bytes as f64 / rows.max(1) as f64,
+        bytes as f64 / rows.max(1) as f64,
     );
     Ok(())
 }
