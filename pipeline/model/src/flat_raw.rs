@@ -569,7 +569,18 @@ fn attribute(buf: &[u8]) -> Option<Attribute<'_>> {
 
 /// The payload of the `LEN` field at `pos` if its key is the one byte
 /// `tag` and its length is the shortest varint; moves `pos` past it.
+#[inline]
 fn len_field<'a>(buf: &'a [u8], pos: &mut usize, tag: u8) -> Option<&'a [u8]> {
+    // Most lengths (keys, values, IDs, names) are one byte, always the
+    // shortest: read inline, without the varint loop and its check.
+    if let Some(&[t, len]) = buf.get(*pos..*pos + 2) {
+        if t == tag && len < 0x80 {
+            let start = *pos + 2;
+            let value = buf.get(start..start + usize::from(len))?;
+            *pos = start + usize::from(len);
+            return Some(value);
+        }
+    }
     if buf.get(*pos) != Some(&tag) {
         return None;
     }
