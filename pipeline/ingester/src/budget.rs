@@ -13,6 +13,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use crate::received::Received;
+
 /// Bytes held against `ingester.max_buffered_bytes` (less librdkafka's share).
 #[derive(Debug)]
 pub(crate) struct Budget {
@@ -59,17 +61,8 @@ impl Budget {
 
 /// What a fetched message is charged: its payload, key and headers, and
 /// what holding it costs besides.
-pub(crate) fn message_bytes(message: &rdkafka::message::OwnedMessage) -> usize {
-    use rdkafka::message::{Headers as _, Message as _};
-    let headers = message.headers().map_or(0, |h| {
-        h.iter()
-            .map(|h| h.key.len() + h.value.map_or(0, <[u8]>::len))
-            .sum()
-    });
-    OVERHEAD_BYTES
-        + message.payload().map_or(0, <[u8]>::len)
-        + message.key().map_or(0, <[u8]>::len)
-        + headers
+pub(crate) fn message_bytes(message: &Received) -> usize {
+    OVERHEAD_BYTES + message.len()
 }
 
 /// What a message is charged before its worker decodes it: itself and
@@ -77,7 +70,7 @@ pub(crate) fn message_bytes(message: &rdkafka::message::OwnedMessage) -> usize {
 /// attributes as strings and its IDs in hex: about twice the message). The
 /// worker then charges what the rows really take, so the budget is spent
 /// when the message is taken, not later when the pool can no longer refuse it.
-pub(crate) fn expected_bytes(message: &rdkafka::message::OwnedMessage) -> usize {
+pub(crate) fn expected_bytes(message: &Received) -> usize {
     message_bytes(message) * 3
 }
 

@@ -15,6 +15,7 @@ mod budget;
 pub mod lag;
 pub mod metrics;
 mod pool;
+mod received;
 pub mod replay;
 mod worker;
 
@@ -129,6 +130,7 @@ impl Ingester {
             decoder: std::sync::Arc::new(skein_store::decode::Decoder::new(&t.ingester.enrichment)),
             writes: std::sync::Arc::new(tokio::sync::Semaphore::new(t.ingester.workers.max(1))),
             budget: budget::Budget::new(t.ingester.held_bytes()),
+            recycled: std::sync::Arc::new(received::Recycled::new(received::RECYCLED_BYTES)),
         };
         tracing::info!(write_pool = t.ingester.workers, group = %t.groups.ingester, topic = %t.topics.spans.name, "ingester running");
         let result = pool::Pool::new(shared, events, shutdown.clone())

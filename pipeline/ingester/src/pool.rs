@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use rdkafka::consumer::{CommitMode, Consumer};
-use rdkafka::message::OwnedMessage;
+use rdkafka::message::BorrowedMessage;
 use rdkafka::{Message as _, TopicPartitionList};
 use skein_kafka::consumer::Assignment;
 use tokio::sync::mpsc;
@@ -86,7 +86,6 @@ impl Pool {
                 Some(event) = self.events.recv() => self.apply(event),
                 received = consumer.recv() => match received {
                     Ok(message) => {
-                        let message = message.detach();
                         // The assignment that brought this message is
                         // reported on the channel before the message.
                         while let Ok(event) = self.events.try_recv() {
@@ -223,7 +222,7 @@ impl Pool {
 
     /// Hands a message to its partition's worker, or holds it and pauses
     /// the partition when the worker's channel is full.
-    fn route(&mut self, message: OwnedMessage) {
+    fn route(&mut self, message: BorrowedMessage<'_>) {
         if message.topic() != self.shared.topic {
             return;
         }
@@ -238,6 +237,7 @@ impl Pool {
             );
             return;
         };
+        let message = self.shared.recycled.take(&message);
         let charge = self
             .shared
             .budget

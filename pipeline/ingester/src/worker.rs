@@ -16,8 +16,7 @@ use std::time::Duration;
 
 use backon::Retryable;
 use rdkafka::consumer::Consumer;
-use rdkafka::message::OwnedMessage;
-use rdkafka::{Message as _, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use skein_kafka::consumer::EventConsumer;
 use skein_kafka::{Message, Publisher};
 use skein_store::rowbinary::EncodedRows;
@@ -28,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::budget::{Budget, Charge};
 use crate::metrics as m;
+use crate::received::{Received, Recycled};
 use crate::{Error, Result};
 use skein_store::decode::Decoder;
 
@@ -45,10 +45,12 @@ pub(crate) struct Shared {
     pub(crate) writes: Arc<Semaphore>,
     /// `ingester.max_buffered_bytes`: messages and rows held.
     pub(crate) budget: Arc<Budget>,
+    /// Written messages' room, for the pool to fill again.
+    pub(crate) recycled: Arc<Recycled>,
 }
 
 /// A message and its charge against the budget, from the pool to a worker.
-pub(crate) type Charged = (OwnedMessage, Charge);
+pub(crate) type Charged = (Received, Charge);
 
 #[derive(Clone)]
 pub(crate) struct Worker {
@@ -77,10 +79,10 @@ struct Batch {
 }
 
 impl Batch {
-    fn new(budget: &Arc<Budget>) -> Self {
+    fn new(shared: &Shared) -> Self {
         Self {
             rows: EncodedRows::default(),
-            charge: budget.charge(0),
+            charge: shared.budget.charge(0),
             sources: Vec::new(),
             offsets: None,
             started: None,
@@ -90,8 +92,8 @@ impl Batch {
     /// Empties the batch for the next one, keeping the room its rows and
     /// sources took: growing a batch of thousands of rows again from
     /// nothing moved every row several times (memmove was 7% of the
-    /// ingester's CPU profile).
-    fn clear(&mut self) {
+    /// ingester's CPU profile). Its messages go to `recycled`.
+    fn clear(&mut self, recycled: &Recycled) {
         // Every field named, so that a new one is not forgotten here.
         let Batch {
             rows,
@@ -101,7 +103,7 @@ impl Batch {
             started,
         } = self;
         rows.clear();
-        sources.clear();
+        recycled.give_back(sources.drain(..).map(|s| s.message));
         charge.release();
         *offsets = None;
         *started = None;
@@ -109,9 +111,9 @@ impl Batch {
 }
 
 /// One message of a batch and where its rows are in the batch's bytes
-/// (the message is kept, not copied, for the dead-letter topic).
+/// (the message is kept, not copied again, for the dead-letter topic).
 struct Source {
-    message: OwnedMessage,
+    message: Received,
     rows: std::ops::Range<usize>,
 }
 
@@ -152,8 +154,8 @@ impl Worker {
         mut messages: mpsc::Receiver<Charged>,
         shutdown: CancellationToken,
     ) -> Result<()> {
-        let mut filling = Batch::new(&self.shared.budget);
-        let mut spare = Some(Batch::new(&self.shared.budget));
+        let mut filling = Batch::new(&self.shared);
+        let mut spare = Some(Batch::new(&self.shared));
         let mut writing: Option<Writing> = None;
         let linger = self.shared.limits.linger();
         let outcome = loop {
@@ -228,9 +230,7 @@ impl Worker {
     /// Starts writing `filling`, which becomes the spare batch (empty) in
     /// turn; the write gives its batch back, emptied, to be the next spare.
     fn write(&self, filling: &mut Batch, spare: &mut Option<Batch>) -> Writing {
-        let next = spare
-            .take()
-            .unwrap_or_else(|| Batch::new(&self.shared.budget));
+        let next = spare.take().unwrap_or_else(|| Batch::new(&self.shared));
         let mut batch = std::mem::replace(filling, next);
         let worker = self.clone();
         Box::pin(async move {
@@ -255,11 +255,11 @@ impl Worker {
         metrics::counter!(m::MESSAGES_CONSUMED).increment(1);
         let offset = message.offset();
         let first = batch.rows.bytes().len();
-        match self.shared.decoder.encode(
-            message.payload().unwrap_or_default(),
-            |k| skein_kafka::header(&message, k),
-            &mut batch.rows,
-        ) {
+        match self
+            .shared
+            .decoder
+            .encode(message.payload(), |k| message.header(k), &mut batch.rows)
+        {
             Ok(()) => {
                 let rows = first..batch.rows.bytes().len();
                 // What was expected becomes what is held.
@@ -283,7 +283,7 @@ impl Worker {
     /// where it came from (`skein-source`), and counts it by `kind`.
     async fn dead_letter(
         &self,
-        message: &OwnedMessage,
+        message: &Received,
         kind: &'static str,
         reason: &str,
     ) -> Result<()> {
@@ -296,8 +296,8 @@ impl Worker {
             "sending a message to the dead-letter topic"
         );
         let dead = Message {
-            key: String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
-            value: message.payload().unwrap_or_default().to_vec(),
+            key: String::from_utf8_lossy(message.key()).into_owned(),
+            value: message.payload().to_vec(),
             headers: vec![
                 ("skein-error", reason.as_bytes().to_vec()),
                 (
@@ -417,7 +417,7 @@ impl Worker {
             rows = batch.rows.rows(),
             "batch written"
         );
-        batch.clear();
+        batch.clear(&self.shared.recycled);
         Ok(())
     }
 }
