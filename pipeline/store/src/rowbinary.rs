@@ -167,11 +167,30 @@ impl EncodedRows {
 
     /// A `String` column: `id` in lowercase hex.
     pub(crate) fn hex(&mut self, id: &[u8]) {
+        // Trace and span IDs: their length byte and digits made on the
+        // stack and appended in one copy of a known size (no memset of
+        // the room first, no length pushed on its own).
+        match id.len() {
+            16 => return self.hex_id::<16, 33>(id),
+            8 => return self.hex_id::<8, 17>(id),
+            _ => {}
+        }
         self.len(2 * id.len());
         let start = self.bytes.len();
         self.bytes.resize(start + 2 * id.len(), 0);
         const_hex::encode_to_slice(id, &mut self.bytes[start..])
             .expect("the room is twice the bytes");
+    }
+
+    /// [`hex`](Self::hex) of an `N`-byte ID; `W` is `1 + 2 * N`.
+    fn hex_id<const N: usize, const W: usize>(&mut self, id: &[u8]) {
+        debug_assert_eq!((id.len(), W), (N, 1 + 2 * N));
+        let mut out = [0u8; W];
+        out[0] = (2 * N) as u8;
+        for (pair, &b) in out[1..].chunks_exact_mut(2).zip(id) {
+            pair.copy_from_slice(&HEX_PAIRS[usize::from(b)]);
+        }
+        self.bytes.extend_from_slice(&out);
     }
 
     /// A `String` column that `write` fills; `scratch` is room it may reuse.
@@ -218,6 +237,18 @@ impl EncodedRows {
         self.rows += 1;
     }
 }
+
+/// Each byte's two lowercase hex digits.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut table = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        table[i] = [DIGITS[i >> 4], DIGITS[i & 0xf]];
+        i += 1;
+    }
+    table
+};
 
 /// Encoded rows that do not read back as rows of `spans`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -367,5 +398,24 @@ mod tests {
         out.hex(&[0xab, 0x01]);
         out.hex(&[]);
         assert_eq!(out.bytes(), b"\x04ab01\x00");
+    }
+
+    #[test]
+    fn hex_ids_of_every_length_and_byte_are_what_const_hex_writes() {
+        // Every byte value at every place of 8- and 16-byte IDs (the
+        // table's path) and of the lengths around them (const_hex's).
+        let bytes: Vec<u8> = (0..=255).collect();
+        for len in 0..=20 {
+            for window in bytes.chunks(len.max(1)) {
+                let id = &window[..len.min(window.len())];
+                for id in [id.to_vec(), id.iter().rev().copied().collect()] {
+                    let mut out = EncodedRows::default();
+                    out.hex(&id);
+                    let mut expected = vec![2 * id.len() as u8];
+                    expected.extend_from_slice(const_hex::encode(&id).as_bytes());
+                    assert_eq!(out.bytes(), expected, "{id:02x?}");
+                }
+            }
+        }
     }
 }
