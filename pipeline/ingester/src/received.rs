@@ -155,10 +155,7 @@ mod tests {
     fn message(offset: i64, payload: &[u8], headers: &[(&str, Option<&[u8]>)]) -> OwnedMessage {
         let mut h = OwnedHeaders::new();
         for (key, value) in headers {
-            h = h.insert(Header {
-                key,
-                value: *value,
-            });
+            h = h.insert(Header { key, value: *value });
         }
         OwnedMessage::new(
             Some(payload.to_vec()),
