@@ -59,10 +59,10 @@ impl Budget {
     }
 }
 
-/// What a fetched message is charged: its payload, key and headers, and
-/// what holding it costs besides.
+/// What a fetched message is charged: the room of its payload, key and
+/// headers, and what holding it costs besides.
 pub(crate) fn message_bytes(message: &Received) -> usize {
-    OVERHEAD_BYTES + message.len()
+    OVERHEAD_BYTES + message.held()
 }
 
 /// What a message is charged before its worker decodes it: itself and

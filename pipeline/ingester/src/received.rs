@@ -86,9 +86,10 @@ impl Received {
             .map(|value| &self.bytes[value])
     }
 
-    /// Its key, headers and payload: what holding it takes.
-    pub(crate) fn len(&self) -> usize {
-        self.bytes.len()
+    /// What holding it takes: the room its key, headers and payload are
+    /// in (recycled room may be larger than they are).
+    pub(crate) fn held(&self) -> usize {
+        self.bytes.capacity()
     }
 }
 
@@ -193,8 +194,8 @@ mod tests {
         assert_eq!(r.header("empty"), Some(b"".as_slice()));
         assert_eq!(r.header("null"), None);
         assert_eq!(r.header("missing"), None);
-        // Header keys and values: 14 + 4, 5 + 0, 4, 14 + 6.
-        assert_eq!(r.len(), b"trace-key".len() + 47 + b"payload bytes".len());
+        // Header keys and values: 14 + 4, 5 + 0, 4, 14 + 6; room taken at once.
+        assert_eq!(r.held(), b"trace-key".len() + 47 + b"payload bytes".len());
     }
 
     #[test]
@@ -226,6 +227,7 @@ mod tests {
         assert_eq!(recycled.kept(), 1);
         let second = recycled.take(&message(2, b"short", &[]));
         assert_eq!(second.bytes.as_ptr(), room, "the same room");
+        assert!(second.held() >= 5000, "held as the room it is in");
         assert_eq!(recycled.kept(), 0);
         assert_eq!(
             (second.offset(), second.payload(), second.header("tenant")),

@@ -79,10 +79,10 @@ struct Batch {
 }
 
 impl Batch {
-    fn new(shared: &Shared) -> Self {
+    fn new(budget: &Arc<Budget>) -> Self {
         Self {
             rows: EncodedRows::default(),
-            charge: shared.budget.charge(0),
+            charge: budget.charge(0),
             sources: Vec::new(),
             offsets: None,
             started: None,
@@ -154,8 +154,8 @@ impl Worker {
         mut messages: mpsc::Receiver<Charged>,
         shutdown: CancellationToken,
     ) -> Result<()> {
-        let mut filling = Batch::new(&self.shared);
-        let mut spare = Some(Batch::new(&self.shared));
+        let mut filling = Batch::new(&self.shared.budget);
+        let mut spare = Some(Batch::new(&self.shared.budget));
         let mut writing: Option<Writing> = None;
         let linger = self.shared.limits.linger();
         let outcome = loop {
@@ -230,7 +230,9 @@ impl Worker {
     /// Starts writing `filling`, which becomes the spare batch (empty) in
     /// turn; the write gives its batch back, emptied, to be the next spare.
     fn write(&self, filling: &mut Batch, spare: &mut Option<Batch>) -> Writing {
-        let next = spare.take().unwrap_or_else(|| Batch::new(&self.shared));
+        let next = spare
+            .take()
+            .unwrap_or_else(|| Batch::new(&self.shared.budget));
         let mut batch = std::mem::replace(filling, next);
         let worker = self.clone();
         Box::pin(async move {
