@@ -48,8 +48,11 @@ impl Received {
                 .map(|h| h.key.len() + h.value.map_or(0, <[u8]>::len))
                 .sum()
         });
-        // At once: growing by doubling moved the payload into fresh room.
-        bytes.reserve(k.len() + header_bytes + p.map_or(0, <[u8]>::len));
+        // At once (growing by doubling moved the payload into fresh room),
+        // and exactly: the budget is charged the room, and recycled room
+        // doubled for a message a byte larger than its last was charged
+        // twice what it held (partitions paused for the budget sooner).
+        bytes.reserve_exact(k.len() + header_bytes + p.map_or(0, <[u8]>::len));
         let mut put = |slice: &[u8]| {
             let start = bytes.len();
             bytes.extend_from_slice(slice);
