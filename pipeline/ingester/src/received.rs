@@ -10,7 +10,7 @@
 //! key, topic name and headers), and the allocator handed the freed room
 //! back to the system between batches: the draining ingester took some
 //! 3,200 page faults a second (about 4% of its CPU in clearing pages),
-//! none with the room reused.
+//! about 1,800 with the room reused (the rest are not these copies).
 
 use std::ops::Range;
 use std::sync::Mutex;
