@@ -275,15 +275,28 @@ impl SpanWriter {
     /// encoded: [`EncodedRows::share`], or a run of whole rows of them
     /// (`Bytes::slice`); sent without a copy.
     pub async fn write_encoded(&self, rows: bytes::Bytes, token: Option<&str>) -> Result<()> {
+        self.write_encoded_parts(std::slice::from_ref(&rows), token)
+            .await
+    }
+
+    /// [`write_encoded`](Self::write_encoded) of several runs of whole
+    /// rows as one `INSERT`, in order (each sent without a copy): one
+    /// insert, one part per table, where a write of each would make one
+    /// part each for ClickHouse to create and merge.
+    pub async fn write_encoded_parts(
+        &self,
+        parts: &[bytes::Bytes],
+        token: Option<&str>,
+    ) -> Result<()> {
         let token = match token {
             Some(token) if self.capabilities().await?.insert_dedup_tokens => Some(token),
             _ => None,
         };
-        self.insert(rows, token).await
+        self.insert(parts, token).await
     }
 
-    async fn insert(&self, rows: bytes::Bytes, token: Option<&str>) -> Result<()> {
-        if rows.is_empty() {
+    async fn insert(&self, parts: &[bytes::Bytes], token: Option<&str>) -> Result<()> {
+        if parts.iter().all(bytes::Bytes::is_empty) {
             return Ok(());
         }
         let err = |source| Error::ClickHouse {
@@ -304,9 +317,11 @@ impl SpanWriter {
         // Sent in chunks, each compressed on its own (as the client's
         // row-by-row insert does); a row may straddle two chunks: the
         // server reads the body as one stream.
-        for start in (0..rows.len()).step_by(CHUNK_BYTES) {
-            let chunk = rows.slice(start..rows.len().min(start + CHUNK_BYTES));
-            insert.send(chunk).await.map_err(err)?;
+        for rows in parts {
+            for start in (0..rows.len()).step_by(CHUNK_BYTES) {
+                let chunk = rows.slice(start..rows.len().min(start + CHUNK_BYTES));
+                insert.send(chunk).await.map_err(err)?;
+            }
         }
         insert.end().await.map_err(err)
     }
