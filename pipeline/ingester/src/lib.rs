@@ -1,10 +1,10 @@
 //! The ingester: partition workers that write spans to ClickHouse.
 //!
 //! In: messages of the spans topic, consumed in the ingester group; each
-//! partition the group assigns to this process gets a worker of its own, and
-//! at most `ingester.workers` of them write at once. Out: rows in
-//! ClickHouse's `spans` table, written in batches bounded by rows, bytes and
-//! linger time.
+//! partition the group assigns to this process gets a worker of its own,
+//! and their batches go to ClickHouse together ([`inserts`]), at most
+//! `ingester.workers` `INSERT`s at once. Out: rows in ClickHouse's `spans`
+//! table, written in batches bounded by rows, bytes and linger time.
 //!
 //! Guarantees: offsets are stored (and so committed) only after ClickHouse
 //! acknowledged the batch that holds their messages, so a crash replays
@@ -12,6 +12,7 @@
 //! dead-letter topic with the reason, and its neighbours are written.
 
 mod budget;
+pub mod inserts;
 pub mod lag;
 pub mod metrics;
 mod pool;
@@ -68,6 +69,10 @@ pub(crate) fn write_backoff() -> backon::ExponentialBuilder {
         .with_max_delay(std::time::Duration::from_secs(10))
         .without_max_times()
 }
+
+/// At most this many batches' bytes (`ingester.batch.max_bytes`) go in
+/// one `INSERT`.
+const INSERT_BATCHES: usize = 4;
 
 /// How often consumer lag is measured for `/metrics`.
 const LAG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
@@ -128,7 +133,13 @@ impl Ingester {
             dead_letters,
             limits: t.ingester.batch.clone(),
             decoder: std::sync::Arc::new(skein_store::decode::Decoder::new(&t.ingester.enrichment)),
-            writes: std::sync::Arc::new(tokio::sync::Semaphore::new(t.ingester.workers.max(1))),
+            inserts: inserts::Inserts::start(
+                self.writer.clone(),
+                t.ingester.workers,
+                t.ingester.batch.max_bytes.saturating_mul(INSERT_BATCHES),
+                inserts::GATHER,
+            ),
+            linger: inserts::Linger::new(t.ingester.batch.linger()),
             budget: budget::Budget::new(t.ingester.held_bytes()),
             recycled: std::sync::Arc::new(received::Recycled::new(received::RECYCLED_BYTES)),
         };

@@ -14,6 +14,10 @@ pub const MESSAGES_CONSUMED: &str = "skein_ingester_messages_consumed_total";
 pub const WRITE_SECONDS: &str = "skein_ingester_write_duration_seconds";
 /// Rows per written batch.
 pub const BATCH_ROWS: &str = "skein_ingester_batch_rows";
+/// `INSERT`s sent to ClickHouse (each carries one or more batches).
+pub const INSERTS: &str = "skein_ingester_inserts_total";
+/// Batches per `INSERT`.
+pub const INSERT_BATCHES: &str = "skein_ingester_insert_batches";
 
 /// Errors the consumer reported, by `reason` (librdkafka's error code; a
 /// `PollExceeded` means the group evicted a worker that stopped polling).
@@ -80,4 +84,10 @@ pub fn describe() {
         "time to write one batch, retries included"
     );
     describe_histogram!(BATCH_ROWS, Unit::Count, "rows per written batch");
+    describe_counter!(
+        INSERTS,
+        Unit::Count,
+        "inserts sent to clickhouse, each carrying the batches of one or more partitions"
+    );
+    describe_histogram!(INSERT_BATCHES, Unit::Count, "batches per insert");
 }

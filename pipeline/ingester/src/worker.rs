@@ -1,7 +1,8 @@
 //! One partition worker: the batch of one assigned partition, and its writes.
 //!
 //! In: the messages of one partition, in offset order, from the pool's
-//! consumer. Out: batched writes to ClickHouse, then the partition's stored
+//! consumer. Out: batches, written to ClickHouse with the other partitions'
+//! batches due at the same time ([`Inserts`]), then the partition's stored
 //! offset (which the consumer commits periodically and on revoke and close).
 //!
 //! Guarantees: an offset is stored only after every message up to it was
@@ -21,11 +22,12 @@ use skein_kafka::consumer::EventConsumer;
 use skein_kafka::{Message, Publisher};
 use skein_store::rowbinary::EncodedRows;
 use skein_store::SpanWriter;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::budget::{Budget, Charge};
+use crate::inserts::{Inserts, Linger};
 use crate::metrics as m;
 use crate::received::{Received, Recycled};
 use crate::{Error, Result};
@@ -41,8 +43,11 @@ pub(crate) struct Shared {
     pub(crate) dead_letters: Publisher,
     pub(crate) limits: skein_config::Batch,
     pub(crate) decoder: Arc<Decoder>,
-    /// At most `ingester.workers` writes at once.
-    pub(crate) writes: Arc<Semaphore>,
+    /// Where batches go to be written, with those of the other
+    /// partitions.
+    pub(crate) inserts: Inserts,
+    /// When batches are due (`ingester.batch.linger_ms`, on one clock).
+    pub(crate) linger: Linger,
     /// `ingester.max_buffered_bytes`: messages and rows held.
     pub(crate) budget: Arc<Budget>,
     /// Written messages' room, for the pool to fill again.
@@ -157,9 +162,8 @@ impl Worker {
         let mut filling = Batch::new(&self.shared.budget);
         let mut spare = Some(Batch::new(&self.shared.budget));
         let mut writing: Option<Writing> = None;
-        let linger = self.shared.limits.linger();
         let outcome = loop {
-            let deadline = filling.started.map(|s| s + linger);
+            let deadline = filling.started.map(|s| self.shared.linger.due(s));
             let full = self.is_full(&filling);
             let step = tokio::select! {
                 biased;
@@ -354,8 +358,8 @@ impl Worker {
         Ok(())
     }
 
-    /// Writes the batch (retrying what can be retried), then stores its
-    /// offset. While a write is retried the pool keeps polling, so the group
+    /// Writes the batch (in an insert with others' batches, retried while
+    /// the failure can pass), then stores its offset. While a write is retried the pool keeps polling, so the group
     /// keeps this consumer, and this partition's channel fills up until the
     /// pool pauses the partition.
     async fn flush(&self, batch: &mut Batch) -> Result<(), Stopped> {
@@ -363,32 +367,20 @@ impl Worker {
             return Ok(());
         };
         if !batch.rows.is_empty() {
-            let _permit = tokio::select! {
-                biased;
-                _ = self.revoked.cancelled() => return Err(Stopped::Revoked),
-                permit = self.shared.writes.acquire() => permit.expect("the pool never closes its semaphore"),
-            };
             let started = Instant::now();
-            let token = self.token(first, last);
             let body = batch.rows.share();
-            let write = || self.shared.writer.write_encoded(body.clone(), Some(&token));
-            let retrying = write
-                .retry(crate::write_backoff())
-                .when(|e: &skein_store::Error| e.is_retryable())
-                .notify(|e, wait| {
-                    metrics::counter!(m::WRITE_RETRIES).increment(1);
-                    tracing::warn!(partition = self.partition, error = %e, ?wait, "clickhouse write failed; retrying");
-                });
             let result = tokio::select! {
                 biased;
-                result = retrying => result,
+                result = self.shared.inserts.write(body.clone(), self.token(first, last)) => result,
                 _ = self.revoked.cancelled() => return Err(Stopped::Revoked),
             };
             match result {
-                Err(e) if !e.is_retryable() => {
+                Err(Error::Store(e)) if !e.is_retryable() => {
                     self.write_each_or_dead_letter(batch, &body, &e).await?
                 }
-                other => other.map_err(Error::from)?,
+                other => {
+                    other?;
+                }
             }
             metrics::counter!(m::SPANS_WRITTEN).increment(batch.rows.rows() as u64);
             metrics::counter!(m::BATCHES_WRITTEN).increment(1);
