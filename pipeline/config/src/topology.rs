@@ -362,8 +362,8 @@ impl Sampling {
 #[serde(default, deny_unknown_fields)]
 pub struct Ingester {
     /// Size of the write pool: every assigned partition has a worker of its
-    /// own, and at most this many of them write to ClickHouse at once.
-    /// Default 4.
+    /// own, their batches due together go to ClickHouse in one `INSERT`,
+    /// and at most this many `INSERT`s run at once. Default 4.
     pub workers: usize,
     /// Bytes of spans the process holds at once, fetched and not yet
     /// written: a quarter for librdkafka's prefetch queue
@@ -468,9 +468,12 @@ pub struct Batch {
     pub max_rows: usize,
     /// Flush once the batch holds this many bytes. Default 8 MiB.
     pub max_bytes: usize,
-    /// Flush once the oldest row has waited this long, in milliseconds.
-    /// Default 500 (with the time to fetch and insert, spans are found
-    /// about 1 s after the collector acknowledged them), at most 60000.
+    /// Flush once the oldest row has waited at most this long, in
+    /// milliseconds: batches are due on a clock the partitions share, at
+    /// the first multiple of it after their first row (half of it on
+    /// average), so that they are written together. Default 500 (with the
+    /// time to fetch and insert, spans are found about 0.5 s after the
+    /// collector acknowledged them), at most 60000.
     pub linger_ms: u64,
 }
 
