@@ -71,8 +71,10 @@ impl Linger {
         }
         let every = self.every.as_nanos();
         let ticks = started.saturating_duration_since(self.since).as_nanos() / every + 1;
-        let after = u64::try_from(ticks * every).unwrap_or(u64::MAX);
-        self.since + Duration::from_nanos(after)
+        u64::try_from(ticks * every)
+            .ok()
+            .and_then(|after| self.since.checked_add(Duration::from_nanos(after)))
+            .unwrap_or(started + self.every)
     }
 }
 
