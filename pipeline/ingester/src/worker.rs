@@ -359,9 +359,11 @@ impl Worker {
     }
 
     /// Writes the batch (in an insert with others' batches, retried while
-    /// the failure can pass), then stores its offset. While a write is retried the pool keeps polling, so the group
-    /// keeps this consumer, and this partition's channel fills up until the
-    /// pool pauses the partition.
+    /// the failure can pass), then stores its offset. While a write is
+    /// retried the pool keeps polling, so the group keeps this consumer,
+    /// and this partition's channel fills up until the pool pauses the
+    /// partition. A batch ClickHouse refuses for good is written again
+    /// message by message, outside the inserts' slots (it is rare).
     async fn flush(&self, batch: &mut Batch) -> Result<(), Stopped> {
         let Some((first, last)) = batch.offsets else {
             return Ok(());
