@@ -60,6 +60,10 @@ async fn the_pipeline_benchmark_accounts_for_every_span() -> Result<()> {
     ensure!(i.spans_written == c.spans_accepted, "{i:?} after {c:?}");
     ensure!(i.batches > 0 && i.rows_per_batch > 0.0, "{i:?}");
     ensure!(
+        i.inserts > 0 && i.inserts <= i.batches && i.rows_per_insert >= i.rows_per_batch,
+        "{i:?}"
+    );
+    ensure!(
         r.clickhouse_ceiling.ceiling.items == i.spans_written,
         "{:?}",
         r.clickhouse_ceiling

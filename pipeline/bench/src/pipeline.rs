@@ -16,9 +16,10 @@
 //!    by a plain rdkafka consumer.
 //! 3. **Ingester**: `skein ingester` started on the topic the collector
 //!    filled; spans/s written to ClickHouse from its first write to its
-//!    last, its CPU seconds per million spans, peak RSS, rows per batch.
+//!    last, its CPU seconds per million spans, peak RSS, rows per batch
+//!    and per INSERT.
 //! 4. **ClickHouse ceiling**: the rows the ingester wrote, read back as
-//!    RowBinary in batches of the ingester's mean size, inserted into a
+//!    RowBinary in INSERTs of the ingester's mean size, inserted into a
 //!    second database of the same schema, as many at once as the
 //!    ingester's write pool.
 //! 5. **End to end**: on a second empty broker (unless it is the
@@ -244,6 +245,10 @@ pub struct IngesterStage {
     pub batches: u64,
     /// Mean rows per batch.
     pub rows_per_batch: f64,
+    /// INSERTs sent (each carries the batches of one or more partitions).
+    pub inserts: u64,
+    /// Mean rows per INSERT.
+    pub rows_per_insert: f64,
     /// The ingester's peak RSS, bytes.
     pub peak_rss_bytes: u64,
 }
@@ -569,8 +574,9 @@ async fn stages(
     let ingester = start_role(skein, "ingester", t, config, dir).await?;
     let ingester_stage = drain(&ingester, report.spans_accepted).await?;
 
-    // 4. ClickHouse's ceiling: the same rows, pre-encoded.
-    let rows = (ingester_stage.rows_per_batch.round() as u64).max(1);
+    // 4. ClickHouse's ceiling: the same rows, pre-encoded, in INSERTs of
+    // the ingester's mean size.
+    let rows = (ingester_stage.rows_per_insert.round() as u64).max(1);
     eprintln!(
         "\n[4/5] ClickHouse ceiling: the {} rows again, {rows} per INSERT, {} at once",
         ingester_stage.spans_written, t.ingester.workers
@@ -869,6 +875,8 @@ async fn drain(ingester: &Role, spans: u64) -> Result<IngesterStage> {
     let text = ingester.metrics().await?;
     let batches = process::metric_sum(&text, "skein_ingester_batch_rows_count") as u64;
     let rows = process::metric_sum(&text, "skein_ingester_batch_rows_sum");
+    let inserts = process::metric_sum(&text, "skein_ingester_inserts_total") as u64;
+    let per = |n: u64| if n > 0 { rows / n as f64 } else { 0.0 };
     let (at, before) = first.unwrap_or((started, 0));
     let seconds = at.elapsed().as_secs_f64();
     Ok(IngesterStage {
@@ -881,11 +889,9 @@ async fn drain(ingester: &Role, spans: u64) -> Result<IngesterStage> {
         },
         cost,
         batches,
-        rows_per_batch: if batches > 0 {
-            rows / batches as f64
-        } else {
-            0.0
-        },
+        rows_per_batch: per(batches),
+        inserts,
+        rows_per_insert: per(inserts),
         peak_rss_bytes: ingester.peak_rss_bytes()?,
     })
 }
@@ -1266,8 +1272,8 @@ pub fn table(r: &Results) -> String {
     }
     let _ = writeln!(
         t,
-        "ingester: {} batches, {:.0} rows per batch",
-        i.batches, i.rows_per_batch
+        "ingester: {} batches, {:.0} rows per batch, in {} INSERTs, {:.0} rows per INSERT",
+        i.batches, i.rows_per_batch, i.inserts, i.rows_per_insert
     );
     let peak = |n: usize| {
         r.end_to_end
