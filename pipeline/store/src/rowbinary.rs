@@ -161,7 +161,13 @@ impl EncodedRows {
 
     /// A `String` column.
     pub(crate) fn string(&mut self, s: &[u8]) {
-        self.len(s.len());
+        if s.len() < 0x80 {
+            // Most strings: their length byte and bytes in one reserve.
+            self.bytes.reserve(1 + s.len());
+            self.bytes.push(s.len() as u8);
+        } else {
+            self.len(s.len());
+        }
         self.bytes.extend_from_slice(s);
     }
 
@@ -344,6 +350,17 @@ mod tests {
         want.extend(9u64.to_le_bytes()); // stamped
         assert_eq!(out.bytes(), want);
         assert_eq!(out.rows(), 1);
+    }
+
+    #[test]
+    fn strings_around_the_one_byte_length_read_back() {
+        let mut sized = row();
+        let lengths = [0, 1, 126, 127, 128, 129, 16_383, 16_384];
+        sized.attribute_keys = lengths.iter().map(|&n| "k".repeat(n)).collect();
+        sized.attribute_values = lengths.iter().map(|&n| "v".repeat(n)).collect();
+        let mut out = EncodedRows::default();
+        out.push(&sized);
+        assert_eq!(out.to_rows().unwrap(), [sized]);
     }
 
     #[test]
