@@ -102,7 +102,7 @@ impl Inserts {
     /// Starts the task that writes what workers hand over: at most
     /// `slots` `INSERT`s at once, each of at most `max_bytes` unless one
     /// batch alone is larger. The task ends when every clone of the
-    /// returned `Inserts` is dropped and its last insert ended.
+    /// returned `Inserts` is dropped (an insert under way ends on its own).
     pub fn start(writer: SpanWriter, slots: usize, max_bytes: usize, gather: Duration) -> Self {
         let (queue, pending) = mpsc::unbounded_channel();
         let slots = Arc::new(Semaphore::new(slots.max(1)));
@@ -117,17 +117,13 @@ impl Inserts {
     /// acknowledged it.
     pub async fn write(&self, rows: Bytes, token: String) -> Result<Carried> {
         let (done, outcome) = oneshot::channel();
-        let stopped = || Error::Worker {
-            worker: 0,
-            message: "the insert task stopped".into(),
-        };
         self.queue
             .send(Pending { rows, token, done })
-            .map_err(|_| stopped())?;
-        match outcome.await {
-            Ok(written) => written.map_err(Error::from),
-            Err(_) => Err(stopped()),
-        }
+            .map_err(|_| Error::InsertsStopped)?;
+        outcome
+            .await
+            .map_err(|_| Error::InsertsStopped)?
+            .map_err(Error::from)
     }
 }
 
@@ -138,7 +134,6 @@ async fn run(
     max_bytes: usize,
     gather: Duration,
 ) {
-    let mut inserting = tokio::task::JoinSet::new();
     // A batch that did not fit in the last insert: the next one's first.
     let mut left = None;
     loop {
@@ -171,10 +166,8 @@ async fn run(
                 Ok(None) | Err(_) => break,
             }
         }
-        inserting.spawn(insert(writer.clone(), group, slot));
-        while inserting.try_join_next().is_some() {}
+        tokio::spawn(insert(writer.clone(), group, slot));
     }
-    while inserting.join_next().await.is_some() {}
 }
 
 /// Writes `group` as one `INSERT` and tells each batch's worker how it

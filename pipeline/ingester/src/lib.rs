@@ -37,6 +37,9 @@ pub enum Error {
     /// A replay cannot run as asked (a bad range, an unknown partition).
     #[error("replay: {0}")]
     Replay(String),
+    /// The task that writes the workers' batches stopped (it panicked).
+    #[error("the ingester's insert task stopped")]
+    InsertsStopped,
     /// A worker task panicked or was aborted.
     #[error("ingester worker {worker}: {message}")]
     Worker {
@@ -53,7 +56,7 @@ impl Error {
         match self {
             Self::Kafka(e) => e.is_retryable(),
             Self::Store(e) => e.is_retryable(),
-            Self::Worker { .. } | Self::Replay(_) => false,
+            Self::Worker { .. } | Self::Replay(_) | Self::InsertsStopped => false,
         }
     }
 }
