@@ -160,15 +160,27 @@ impl EncodedRows {
     }
 
     /// A `String` column.
+    #[allow(unsafe_code)]
     pub(crate) fn string(&mut self, s: &[u8]) {
         if s.len() < 0x80 {
-            // Most strings: their length byte and bytes in one reserve.
+            // Most strings (some 60 a span: keys, values, names): their
+            // length byte and bytes in one reserve and one copy, without
+            // `push` and `extend_from_slice` checking the room again.
             self.bytes.reserve(1 + s.len());
-            self.bytes.push(s.len() as u8);
+            let len = self.bytes.len();
+            // SAFETY: `reserve` left room for `1 + s.len()` bytes past
+            // `len`; they are written (the length byte, then `s`, which
+            // cannot overlap room not yet in the Vec) before `set_len`.
+            unsafe {
+                let end = self.bytes.as_mut_ptr().add(len);
+                end.write(s.len() as u8);
+                std::ptr::copy_nonoverlapping(s.as_ptr(), end.add(1), s.len());
+                self.bytes.set_len(len + 1 + s.len());
+            }
         } else {
             self.len(s.len());
+            self.bytes.extend_from_slice(s);
         }
-        self.bytes.extend_from_slice(s);
     }
 
     /// A `String` column: `id` in lowercase hex.
