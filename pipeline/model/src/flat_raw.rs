@@ -619,12 +619,12 @@ fn plain_attribute(buf: &[u8]) -> Option<Attribute<'_>> {
 }
 
 /// [`plain_attribute`] of the most common attribute of all, straight from
-/// its bytes: an ASCII key and string value, each under 126 bytes, laid
-/// out as `0a klen key 12 vlen 0a slen value` with `vlen = slen + 2`.
+/// its bytes: an ASCII key under 128 bytes and string value under 126,
+/// laid out as `0a klen key 12 vlen 0a slen value` with `vlen = slen + 2`.
 /// Key, tags and value are then one run of bytes under 0x80, which one
-/// `is_ascii` tells (where two of the general path's fields walked the key
-/// and the value apart, with a length check a field); some 11 of a span's
-/// attributes went through it, a fifth of reading a message. `None` for
+/// `is_ascii` tells (the general path reads three length fields and walks
+/// the key and the value apart: 187 instructions an attribute under
+/// callgrind, 144 with this, for some 11 attributes a span). `None` for
 /// anything else, which the general path reads.
 #[allow(unsafe_code)]
 #[inline]
