@@ -75,7 +75,7 @@ pub(crate) fn write_backoff() -> backon::ExponentialBuilder {
 
 /// At most this many batches' bytes (`ingester.batch.max_bytes`) go in
 /// one `INSERT`.
-const INSERT_BATCHES: usize = 4;
+const BATCHES_PER_INSERT: usize = 4;
 
 /// How often consumer lag is measured for `/metrics`.
 const LAG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
@@ -139,7 +139,10 @@ impl Ingester {
             inserts: inserts::Inserts::start(
                 self.writer.clone(),
                 t.ingester.workers,
-                t.ingester.batch.max_bytes.saturating_mul(INSERT_BATCHES),
+                t.ingester
+                    .batch
+                    .max_bytes
+                    .saturating_mul(BATCHES_PER_INSERT),
                 inserts::GATHER,
             ),
             linger: inserts::Linger::new(t.ingester.batch.linger()),
