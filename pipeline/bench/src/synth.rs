@@ -559,7 +559,7 @@ fn span(
         };
         failure(message, node.start, node.duration)
     } else {
-        (None, Vec::new())
+        (Some(Status::default()), Vec::new())
     };
     Span {
         trace_id: trace_id.to_vec(),
@@ -575,6 +575,7 @@ fn span(
         attributes,
         events,
         status,
+        flags: span_flags(node.parent.map(|p| nodes[p].service != node.service)),
         ..Default::default()
     }
 }
@@ -718,7 +719,7 @@ fn shaped_span(
         };
         failure(message, node.start, node.duration)
     } else {
-        (None, Vec::new())
+        (Some(Status::default()), Vec::new())
     };
     Span {
         trace_id: trace_id.to_vec(),
@@ -734,8 +735,21 @@ fn shaped_span(
         attributes,
         events,
         status,
+        flags: span_flags(node.parent.map(|p| nodes[p].service != node.service)),
         ..Default::default()
     }
+}
+
+/// A span's `flags` as the OpenTelemetry SDKs write them (Go's
+/// `buildSpanFlags`): its trace flags (sampled) and whether its parent is
+/// remote, `remote` being `None` for a root. With the always-present
+/// status (empty unless set), what the SDKs write after a span's
+/// attributes, so that reading it is measured too.
+fn span_flags(remote: Option<bool>) -> u32 {
+    const SAMPLED: u32 = 0x01;
+    const HAS_IS_REMOTE: u32 = 0x100;
+    const IS_REMOTE: u32 = 0x200;
+    SAMPLED | HAS_IS_REMOTE | if remote == Some(true) { IS_REMOTE } else { 0 }
 }
 
 /// The status and exception event of a span that failed with `message`,
@@ -905,7 +919,11 @@ mod tests {
             for (service, s) in &spans {
                 services.insert(service.to_string());
                 total += 1;
-                errors += usize::from(s.status.is_some());
+                errors += usize::from(
+                    s.status
+                        .as_ref()
+                        .is_some_and(|st| st.code == StatusCode::Error as i32),
+                );
                 assert_eq!(s.attributes.len(), shape.attributes);
                 for a in &s.attributes {
                     let Some(Value::StringValue(v)) = a.value.as_ref().unwrap().value.as_ref()
