@@ -149,16 +149,33 @@ pub struct Cost {
     pub wall_seconds: f64,
     /// Spans the stage handled.
     pub spans: u64,
+    /// Of `cpu_seconds`, those in the kernel: network copies, and clearing
+    /// memory on first touch (a fresh process filling its buffers, or room
+    /// the allocator handed back and took again), which varies from run
+    /// to run on a virtual machine.
+    pub system_seconds: f64,
+    /// Page faults over the stage (`minflt`).
+    pub minor_faults: u64,
 }
 
 impl Cost {
     fn of(meter: &CpuMeter<'_>, spans: u64) -> Result<Self> {
-        let (cpu, wall) = meter.read()?;
+        let (used, wall) = meter.read()?;
         Ok(Self {
-            cpu_seconds: cpu,
+            cpu_seconds: used.cpu_seconds,
             wall_seconds: wall.as_secs_f64(),
             spans,
+            system_seconds: used.system_seconds,
+            minor_faults: used.minor_faults,
         })
+    }
+
+    /// Share of the CPU seconds spent in the kernel.
+    pub fn system_share(&self) -> f64 {
+        if self.cpu_seconds <= 0.0 {
+            return 0.0;
+        }
+        self.system_seconds / self.cpu_seconds
     }
 
     /// CPU seconds per million spans.
@@ -1229,6 +1246,31 @@ pub fn table(r: &Results) -> String {
         t,
         "of ceiling: skein's spans/s over the ceiling's (the ingester's: over the tighter one); CPU s/M: CPU seconds per million spans"
     );
+    let mut kernel = vec![("collector", &c.cost), ("ingester draining", &i.cost)];
+    let steady: Vec<_> = r
+        .end_to_end
+        .iter()
+        .flat_map(|e| {
+            [
+                (format!("collector at {:.0}", e.target_rate), &e.collector),
+                (format!("ingester at {:.0}", e.target_rate), &e.ingester),
+            ]
+        })
+        .collect();
+    kernel.extend(steady.iter().map(|(name, cost)| (name.as_str(), *cost)));
+    let _ = writeln!(
+        t,
+        "of that CPU, in the kernel (page faults): {}",
+        kernel
+            .iter()
+            .map(|(name, cost)| format!(
+                "{name} {:.0}% ({})",
+                cost.system_share() * 100.0,
+                cost.minor_faults
+            ))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let _ = writeln!(
         t,
         "\nend to end, collector acknowledgement to the query API returning the span (a probe trace every {:?}):",
@@ -1309,22 +1351,28 @@ mod tests {
             cpu_seconds: 2.0,
             wall_seconds: 4.0,
             spans: 1_000_000,
+            system_seconds: 0.5,
+            minor_faults: 10,
         };
         assert_eq!(c.cpu_seconds_per_million(), 2.0);
         assert_eq!(c.spans_per_core(), 500_000.0);
         assert_eq!(c.cores(), 0.5);
+        assert_eq!(c.system_share(), 0.25);
         let idle = Cost {
             cpu_seconds: 0.0,
             wall_seconds: 0.0,
             spans: 0,
+            system_seconds: 0.0,
+            minor_faults: 0,
         };
         assert_eq!(
             (
                 idle.cpu_seconds_per_million(),
                 idle.spans_per_core(),
-                idle.cores()
+                idle.cores(),
+                idle.system_share()
             ),
-            (0.0, 0.0, 0.0)
+            (0.0, 0.0, 0.0, 0.0)
         );
     }
 

@@ -52,13 +52,46 @@ pub fn skein_next_to_me() -> Result<PathBuf> {
 
 /// CPU seconds (user + system) of a `/proc/<pid>/stat` text.
 pub fn cpu_seconds_of_stat(stat: &str) -> Option<f64> {
+    usage_of_stat(stat).map(|u| u.cpu_seconds)
+}
+
+/// What a process has used so far, from `/proc/<pid>/stat`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Usage {
+    /// CPU seconds, user + system, every thread.
+    pub cpu_seconds: f64,
+    /// Of which in the kernel (system time).
+    pub system_seconds: f64,
+    /// Page faults served without I/O (`minflt`): on first touch of memory,
+    /// including memory handed back to the system and touched again.
+    pub minor_faults: u64,
+}
+
+impl std::ops::Sub for Usage {
+    type Output = Usage;
+
+    fn sub(self, earlier: Usage) -> Usage {
+        Usage {
+            cpu_seconds: self.cpu_seconds - earlier.cpu_seconds,
+            system_seconds: self.system_seconds - earlier.system_seconds,
+            minor_faults: self.minor_faults.saturating_sub(earlier.minor_faults),
+        }
+    }
+}
+
+/// [`Usage`] of a `/proc/<pid>/stat` text.
+pub fn usage_of_stat(stat: &str) -> Option<Usage> {
     // The command name, field 2, is in parentheses and may hold spaces:
     // count fields after its closing parenthesis (field 3 is the first).
     let rest = &stat[stat.rfind(')')? + 1..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) as f64 / TICKS_PER_SECOND)
+    let field = |n: usize| -> Option<u64> { fields.get(n - 3)?.parse().ok() };
+    let (minflt, utime, stime) = (field(10)?, field(14)?, field(15)?);
+    Some(Usage {
+        cpu_seconds: (utime + stime) as f64 / TICKS_PER_SECOND,
+        system_seconds: stime as f64 / TICKS_PER_SECOND,
+        minor_faults: minflt,
+    })
 }
 
 /// The value of the Prometheus sample `name` (with any labels) summed over
@@ -151,9 +184,14 @@ impl Role {
 
     /// CPU seconds it has used so far.
     pub fn cpu_seconds(&self) -> Result<f64> {
+        Ok(self.usage()?.cpu_seconds)
+    }
+
+    /// CPU time and page faults so far.
+    pub fn usage(&self) -> Result<Usage> {
         let path = format!("/proc/{}/stat", self.pid());
         let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-        cpu_seconds_of_stat(&stat).with_context(|| format!("parsing {path}"))
+        usage_of_stat(&stat).with_context(|| format!("parsing {path}"))
     }
 
     /// The most resident memory it has used so far (`VmHWM`), bytes.
@@ -289,7 +327,7 @@ impl Drop for Broker {
 /// CPU seconds a role used over a stretch of a benchmark.
 pub struct CpuMeter<'a> {
     role: &'a Role,
-    at_start: f64,
+    at_start: Usage,
     started: Instant,
 }
 
@@ -298,17 +336,14 @@ impl<'a> CpuMeter<'a> {
     pub fn start(role: &'a Role) -> Result<Self> {
         Ok(Self {
             role,
-            at_start: role.cpu_seconds()?,
+            at_start: role.usage()?,
             started: Instant::now(),
         })
     }
 
-    /// CPU seconds used since the start, and the wall-clock time elapsed.
-    pub fn read(&self) -> Result<(f64, Duration)> {
-        Ok((
-            self.role.cpu_seconds()? - self.at_start,
-            self.started.elapsed(),
-        ))
+    /// What was used since the start, and the wall-clock time elapsed.
+    pub fn read(&self) -> Result<(Usage, Duration)> {
+        Ok((self.role.usage()? - self.at_start, self.started.elapsed()))
     }
 }
 
@@ -321,6 +356,15 @@ mod tests {
         // Fields 14 and 15 (utime, stime) are 250 and 50 ticks.
         let stat = "4242 (skein coll (x)) S 1 4242 4242 0 -1 4194560 1 0 0 0 250 50 0 0 20 0 9 0";
         assert_eq!(cpu_seconds_of_stat(stat), Some(3.0));
+        // Field 10 (minflt) is 1.
+        assert_eq!(
+            usage_of_stat(stat),
+            Some(Usage {
+                cpu_seconds: 3.0,
+                system_seconds: 0.5,
+                minor_faults: 1
+            })
+        );
         assert_eq!(cpu_seconds_of_stat("garbage"), None);
         let own = std::fs::read_to_string("/proc/self/stat").unwrap();
         assert!(cpu_seconds_of_stat(&own).is_some());
