@@ -182,11 +182,6 @@ impl Role {
         self.child.id()
     }
 
-    /// CPU seconds it has used so far.
-    pub fn cpu_seconds(&self) -> Result<f64> {
-        Ok(self.usage()?.cpu_seconds)
-    }
-
     /// CPU time and page faults so far.
     pub fn usage(&self) -> Result<Usage> {
         let path = format!("/proc/{}/stat", self.pid());
