@@ -1316,24 +1316,12 @@ mod tests {
             assert!(read(&bytes, true).starts_with("Some("), "{span:?}");
             // Every truncation and every byte changed to a few values: the
             // same span and attributes, or the same refusal.
-            let mut variants: Vec<Vec<u8>> =
-                (0..=bytes.len()).map(|n| bytes[..n].to_vec()).collect();
-            for i in 0..bytes.len() {
-                for b in [
-                    0x00, 0x01, 0x08, 0x0a, 0x12, 0x18, 0x30, 0x39, 0x4a, 0x50, 0x52, 0x60, 0x7a,
-                    0x7f, 0x80, 0x85, 0xff,
-                ] {
-                    let mut v = bytes.clone();
-                    v[i] = b;
-                    variants.push(v);
-                }
-            }
+            let values = [
+                0x00, 0x01, 0x08, 0x0a, 0x12, 0x18, 0x30, 0x39, 0x4a, 0x50, 0x52, 0x60, 0x7a, 0x7f,
+                0x80, 0x85, 0xff,
+            ];
             // An empty or zero field (never written by prost), or a field
             // again, at every field boundary.
-            let mut boundaries = vec![0];
-            for field in Fields::of(&bytes) {
-                boundaries.push(boundaries.last().unwrap() + field.unwrap().whole.len());
-            }
             let inserts: [&[u8]; 21] = [
                 &[0x50, 0],
                 &[0x50, 0x81, 0],
@@ -1357,12 +1345,7 @@ mod tests {
                 &[0x39, 0, 0, 0, 0, 0, 0, 0, 0],
                 &[0x41, 0, 0, 0, 0, 0, 0, 0, 0],
             ];
-            for &p in &boundaries {
-                for insert in inserts {
-                    variants.push([&bytes[..p], insert, &bytes[p..]].concat());
-                }
-            }
-            for v in variants {
+            for v in crate::otlp_raw::variants(&bytes, &values, &inserts) {
                 assert_eq!(read(&v, true), read(&v, false), "{v:02x?}");
                 compared += 1;
             }

@@ -638,6 +638,32 @@ fn fast(body: &[u8], limits: &Limits, now: u64) -> Option<EncodedSplit> {
     Some(split)
 }
 
+/// A message's every truncation, every byte of it replaced by each of
+/// `values`, and each of `inserts` put at every field boundary: what the
+/// tests give a fast path and the generic walk it stands for, to see
+/// them read or refuse alike.
+#[cfg(test)]
+pub(crate) fn variants(bytes: &[u8], values: &[u8], inserts: &[&[u8]]) -> Vec<Vec<u8>> {
+    let mut variants: Vec<Vec<u8>> = (0..=bytes.len()).map(|n| bytes[..n].to_vec()).collect();
+    for i in 0..bytes.len() {
+        for &b in values {
+            let mut v = bytes.to_vec();
+            v[i] = b;
+            variants.push(v);
+        }
+    }
+    let mut boundaries = vec![0];
+    for field in Fields::of(bytes) {
+        boundaries.push(boundaries.last().unwrap() + field.unwrap().whole.len());
+    }
+    for &p in &boundaries {
+        for insert in inserts {
+            variants.push([&bytes[..p], insert, &bytes[p..]].concat());
+        }
+    }
+    variants
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -984,22 +1010,10 @@ mod tests {
         for span in &spans {
             let bytes = span.encode_to_vec();
             assert!(span_view_plain(&bytes).is_some(), "{span:?}");
-            let mut variants: Vec<Vec<u8>> =
-                (0..=bytes.len()).map(|n| bytes[..n].to_vec()).collect();
-            for i in 0..bytes.len() {
-                for b in [
-                    0x00, 0x01, 0x08, 0x0a, 0x12, 0x30, 0x39, 0x4a, 0x5a, 0x7a, 0x7f, 0x80, 0x85,
-                    0xc3, 0xff,
-                ] {
-                    let mut v = bytes.clone();
-                    v[i] = b;
-                    variants.push(v);
-                }
-            }
-            let mut boundaries = vec![0];
-            for field in Fields::of(&bytes) {
-                boundaries.push(boundaries.last().unwrap() + field.unwrap().whole.len());
-            }
+            let values = [
+                0x00, 0x01, 0x08, 0x0a, 0x12, 0x30, 0x39, 0x4a, 0x5a, 0x7a, 0x7f, 0x80, 0x85, 0xc3,
+                0xff,
+            ];
             let inserts: [&[u8]; 15] = [
                 // Field 6 (a varint) as a fixed64 whose bytes read as a
                 // varint and fields.
@@ -1019,12 +1033,7 @@ mod tests {
                 &[0x85, 0x02, 1, 0, 0, 0],
                 &[0x98, 0x01, 1],
             ];
-            for &p in &boundaries {
-                for insert in inserts {
-                    variants.push([&bytes[..p], insert, &bytes[p..]].concat());
-                }
-            }
-            for v in variants {
+            for v in variants(&bytes, &values, &inserts) {
                 assert_eq!(span_view(&v), generic(&v), "{v:02x?}");
                 plain += usize::from(span_view_plain(&v).is_some());
                 compared += 1;
