@@ -63,6 +63,13 @@ async fn the_pipeline_benchmark_accounts_for_every_span() -> Result<()> {
         i.inserts > 0 && i.inserts <= i.batches && i.rows_per_insert >= i.rows_per_batch,
         "{i:?}"
     );
+    // Its middle third: the spans after a third were written, CPU within
+    // the whole drain's.
+    ensure!(
+        i.middle_third.spans <= i.spans_written - i.spans_written / 3
+            && i.middle_third.cpu_seconds <= i.cost.cpu_seconds,
+        "{i:?}"
+    );
     ensure!(
         r.clickhouse_ceiling.ceiling.items == i.spans_written,
         "{:?}",

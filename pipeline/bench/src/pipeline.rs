@@ -258,6 +258,16 @@ pub struct IngesterStage {
     pub spans_per_second: f64,
     /// The ingester's CPU, start to last write.
     pub cost: Cost,
+    /// The same over the middle third of the spans: by then the process
+    /// has grown its batches and filled its budget, which it does once per
+    /// start (transparent huge pages zeroed: a third of a fresh drain's CPU
+    /// samples in a profile), and its buffer is about as full at the end
+    /// of the third as at its start (not so in the last third, whose
+    /// spans were mostly fetched before it), so this is what a span costs
+    /// a long drain. It still counts some of that growth, and its buffer
+    /// may be emptying by the end of the third when the topic holds less
+    /// than three times what the budget holds.
+    pub middle_third: Cost,
     /// Batches written.
     pub batches: u64,
     /// Mean rows per batch.
@@ -865,6 +875,8 @@ async fn drain(ingester: &Role, spans: u64) -> Result<IngesterStage> {
     let meter = CpuMeter::start(ingester)?;
     let started = Instant::now();
     let mut first: Option<(Instant, u64)> = None;
+    let mut third: Option<(CpuMeter<'_>, u64)> = None;
+    let mut middle_third = None;
     let mut last_progress = Instant::now();
     let written = loop {
         let text = ingester.metrics().await?;
@@ -872,6 +884,14 @@ async fn drain(ingester: &Role, spans: u64) -> Result<IngesterStage> {
         let now = Instant::now();
         if written > 0 && first.is_none() {
             first = Some((now, written));
+        }
+        if written >= spans / 3 && third.is_none() {
+            third = Some((CpuMeter::start(ingester)?, written));
+        }
+        if let (Some((meter, at)), None) = (&third, &middle_third) {
+            if written >= spans / 3 * 2 {
+                middle_third = Some(Cost::of(meter, written - at)?);
+            }
         }
         if written >= spans {
             break written;
@@ -889,6 +909,7 @@ async fn drain(ingester: &Role, spans: u64) -> Result<IngesterStage> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let cost = Cost::of(&meter, written)?;
+    let middle_third = middle_third.unwrap_or(cost);
     let text = ingester.metrics().await?;
     let batches = process::metric_sum(&text, "skein_ingester_batch_rows_count") as u64;
     let rows = process::metric_sum(&text, "skein_ingester_batch_rows_sum");
@@ -905,6 +926,7 @@ async fn drain(ingester: &Role, spans: u64) -> Result<IngesterStage> {
             0.0
         },
         cost,
+        middle_third,
         batches,
         rows_per_batch: per(batches),
         inserts,
@@ -1214,6 +1236,13 @@ pub fn table(r: &Results) -> String {
     );
     row(
         &mut t,
+        "  its middle third",
+        i.middle_third.spans as f64 / i.middle_third.wall_seconds.max(1e-9),
+        None,
+        Some(&i.middle_third),
+    );
+    row(
+        &mut t,
         "  consumer ceiling (plain rdkafka)",
         r.consumer_ceiling.spans_per_second,
         Some(r.consumer_ceiling.ratio),
@@ -1246,7 +1275,11 @@ pub fn table(r: &Results) -> String {
         t,
         "of ceiling: skein's spans/s over the ceiling's (the ingester's: over the tighter one); CPU s/M: CPU seconds per million spans"
     );
-    let mut kernel = vec![("collector", &c.cost), ("ingester draining", &i.cost)];
+    let mut kernel = vec![
+        ("collector", &c.cost),
+        ("ingester draining", &i.cost),
+        ("its middle third", &i.middle_third),
+    ];
     let steady: Vec<_> = r
         .end_to_end
         .iter()
