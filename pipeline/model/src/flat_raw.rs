@@ -23,8 +23,8 @@ use opentelemetry_proto::tonic::common::v1::AnyValue;
 use prost::Message;
 
 use crate::otlp_raw::{
-    fixed64, len_field as field_len, len_varint, put_varint, varint, Field, Fields, I32, I64, LEN,
-    VARINT,
+    fixed64, len_field as field_len, len_varint, put_varint, text, varint, Field, Fields, I32, I64,
+    LEN, VARINT,
 };
 use crate::otlp_schema::{
     any_value, array_value, entity_ref, event, key_value, key_value_list, link, resource,
@@ -244,24 +244,6 @@ fn walk<'a, S>(
         other(state, f)?;
     }
     Some(())
-}
-
-/// A [`Type::Text`] field's string; `None` when it is not UTF-8.
-///
-/// Checking strings was 16% of the instructions of reading a message
-/// (`skein-bench rows` under callgrind; 4.5% of the draining ingester's
-/// CPU under perf): `std::str::from_utf8` walks short strings (keys, IDs,
-/// names: most are under 32 bytes) byte by byte, some 120 instructions
-/// each. Most are ASCII, which `is_ascii` tells a word at a time, and
-/// ASCII is UTF-8; the rest are checked in full.
-#[allow(unsafe_code)]
-fn text(value: &[u8]) -> Option<&str> {
-    if value.is_ascii() {
-        // SAFETY: every byte is below 0x80, and ASCII is valid UTF-8.
-        Some(unsafe { std::str::from_utf8_unchecked(value) })
-    } else {
-        std::str::from_utf8(value).ok()
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -771,7 +753,7 @@ fn attribute(buf: &[u8]) -> Option<Attribute<'_>> {
 /// The payload of the `LEN` field at `pos` if its key is the one byte
 /// `tag` and its length is the shortest varint; moves `pos` past it.
 #[inline]
-fn len_field<'a>(buf: &'a [u8], pos: &mut usize, tag: u8) -> Option<&'a [u8]> {
+pub(crate) fn len_field<'a>(buf: &'a [u8], pos: &mut usize, tag: u8) -> Option<&'a [u8]> {
     // Most lengths (keys, values, IDs, names) are one byte, always the
     // shortest: read inline, without the varint loop and its check.
     if let Some(&[t, len]) = buf.get(*pos..*pos + 2) {
