@@ -1275,27 +1275,22 @@ pub fn table(r: &Results) -> String {
         t,
         "of ceiling: skein's spans/s over the ceiling's (the ingester's: over the tighter one); CPU s/M: CPU seconds per million spans"
     );
-    let mut kernel = vec![
-        ("collector", &c.cost),
-        ("ingester draining", &i.cost),
-        ("its middle third", &i.middle_third),
-    ];
-    let steady: Vec<_> = r
-        .end_to_end
-        .iter()
-        .flat_map(|e| {
-            [
-                (format!("collector at {:.0}", e.target_rate), &e.collector),
-                (format!("ingester at {:.0}", e.target_rate), &e.ingester),
-            ]
-        })
-        .collect();
-    kernel.extend(steady.iter().map(|(name, cost)| (name.as_str(), *cost)));
+    let kernel = [
+        ("collector".to_owned(), &c.cost),
+        ("ingester draining".to_owned(), &i.cost),
+        ("its middle third".to_owned(), &i.middle_third),
+    ]
+    .into_iter()
+    .chain(r.end_to_end.iter().flat_map(|e| {
+        [
+            (format!("collector at {:.0}", e.target_rate), &e.collector),
+            (format!("ingester at {:.0}", e.target_rate), &e.ingester),
+        ]
+    }));
     let _ = writeln!(
         t,
         "of that CPU, in the kernel (page faults): {}",
         kernel
-            .iter()
             .map(|(name, cost)| format!(
                 "{name} {:.0}% ({})",
                 cost.system_share() * 100.0,
