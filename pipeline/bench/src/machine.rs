@@ -1,7 +1,9 @@
 //! The machine a benchmark ran on, and what the benchmark cost it.
 //!
-//! In: `/proc/cpuinfo`, `/proc/meminfo`, `/proc/self/status`. Out: cores,
-//! CPU model, memory, and this process's peak resident memory.
+//! In: `/proc/cpuinfo`, `/proc/meminfo`, `/proc/self/status`,
+//! `/sys/kernel/mm/transparent_hugepage/enabled`. Out: cores, CPU model,
+//! memory, the transparent huge page mode, and this process's peak
+//! resident memory.
 //!
 //! Guarantees: nothing fails: what cannot be read is reported as unknown
 //! (the core count falls back to the parallelism the OS grants).
@@ -17,6 +19,12 @@ pub struct Machine {
     pub cpu_model: String,
     /// Physical memory, bytes.
     pub memory_bytes: Option<u64>,
+    /// The kernel's transparent huge page mode (`always`, `madvise` or
+    /// `never`). The kernel's share of the roles' CPU depends on it: in
+    /// `madvise` mode mimalloc still asks for huge pages for its arenas,
+    /// and the first write to each zeroes 2 MiB (`clear_page_erms` was a
+    /// quarter of a fresh draining ingester's profile).
+    pub transparent_huge_pages: Option<String>,
 }
 
 impl Machine {
@@ -34,6 +42,11 @@ impl Machine {
             cores,
             cpu_model: cpu_model.unwrap_or_else(|| "unknown".into()),
             memory_bytes: kib_field(&meminfo, "MemTotal:"),
+            transparent_huge_pages: std::fs::read_to_string(
+                "/sys/kernel/mm/transparent_hugepage/enabled",
+            )
+            .ok()
+            .and_then(|text| chosen(&text)),
         }
     }
 }
@@ -50,6 +63,13 @@ fn parse_cpuinfo(text: &str) -> (usize, Option<String>) {
         .count();
     let model = text.lines().find_map(|l| field(l, "model name"));
     (cores, model)
+}
+
+/// The chosen one of a sysfs setting's choices, `a [b] c`: `b`.
+fn chosen(text: &str) -> Option<String> {
+    let (_, rest) = text.split_once('[')?;
+    let (choice, _) = rest.split_once(']')?;
+    Some(choice.to_owned())
 }
 
 /// A `Name:   123 kB` field of a `/proc` text, in bytes.
@@ -87,6 +107,17 @@ mod tests {
                     processor\t: 1\nmodel name\t: AMD EPYC 7B13\n";
         assert_eq!(parse_cpuinfo(text), (2, Some("AMD EPYC 7B13".into())));
         assert_eq!(parse_cpuinfo(""), (0, None));
+    }
+
+    #[test]
+    fn reads_the_chosen_setting() {
+        assert_eq!(
+            chosen("always [madvise] never\n").as_deref(),
+            Some("madvise")
+        );
+        assert_eq!(chosen("[always] madvise never").as_deref(), Some("always"));
+        assert_eq!(chosen("always madvise never"), None);
+        assert_eq!(chosen(""), None);
     }
 
     #[test]

@@ -1176,9 +1176,13 @@ pub fn table(r: &Results) -> String {
     );
     let _ = writeln!(
         t,
-        "machine: {} cores, {}; broker {} ({}); ClickHouse {}\n",
+        "machine: {} cores, {}, transparent huge pages {}; broker {} ({}); ClickHouse {}\n",
         r.machine.cores,
         r.machine.cpu_model,
+        r.machine
+            .transparent_huge_pages
+            .as_deref()
+            .unwrap_or("unknown"),
         r.brokers,
         if r.fresh_broker {
             "tansu, started empty for this run, and again for the end to end"
