@@ -94,6 +94,13 @@ pub fn usage_of_stat(stat: &str) -> Option<Usage> {
     })
 }
 
+/// [`Usage`] of process `pid` so far.
+fn usage_of_pid(pid: u32) -> Result<Usage> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    usage_of_stat(&stat).with_context(|| format!("parsing {path}"))
+}
+
 /// The value of the Prometheus sample `name` (with any labels) summed over
 /// its series in an exposition text; 0 when absent.
 pub fn metric_sum(text: &str, name: &str) -> f64 {
@@ -184,9 +191,7 @@ impl Role {
 
     /// CPU time and page faults so far.
     pub fn usage(&self) -> Result<Usage> {
-        let path = format!("/proc/{}/stat", self.pid());
-        let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-        usage_of_stat(&stat).with_context(|| format!("parsing {path}"))
+        usage_of_pid(self.pid())
     }
 
     /// The most resident memory it has used so far (`VmHWM`), bytes.
@@ -306,9 +311,7 @@ impl Broker {
 
     /// CPU seconds it has used so far.
     pub fn cpu_seconds(&self) -> Result<f64> {
-        let path = format!("/proc/{}/stat", self.child.id());
-        let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-        cpu_seconds_of_stat(&stat).with_context(|| format!("parsing {path}"))
+        Ok(usage_of_pid(self.child.id())?.cpu_seconds)
     }
 }
 
