@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use futures::stream::{self, StreamExt};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 use rdkafka::ClientConfig;
@@ -53,6 +54,8 @@ pub struct RawMessage {
     pub key: Vec<u8>,
     /// The value.
     pub value: Vec<u8>,
+    /// Its headers, names and values.
+    pub headers: Vec<(&'static str, Vec<u8>)>,
 }
 
 /// Produces `messages` to `topic` on `kafka`'s brokers as fast as the
@@ -84,12 +87,20 @@ pub async fn produce(
         .map(|m| {
             let producer = &producer;
             async move {
-                producer
-                    .send(
-                        FutureRecord::to(topic).key(&m.key).payload(&m.value),
-                        Timeout::Never,
-                    )
-                    .await
+                let headers = m
+                    .headers
+                    .iter()
+                    .fold(OwnedHeaders::new(), |all, (name, value)| {
+                        all.insert(Header {
+                            key: name,
+                            value: Some(value),
+                        })
+                    });
+                let record = FutureRecord::to(topic)
+                    .key(&m.key)
+                    .payload(&m.value)
+                    .headers(headers);
+                producer.send(record, Timeout::Never).await
             }
         })
         .buffer_unordered(PRODUCER_IN_FLIGHT);

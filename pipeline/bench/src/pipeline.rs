@@ -18,6 +18,11 @@
 //!    filled; spans/s written to ClickHouse from its first write to its
 //!    last, its CPU seconds per million spans, peak RSS, rows per batch
 //!    and per INSERT.
+//!    Then, `--warm-drains` times, the same process is suspended while as
+//!    many traces again are published to its topic, and resumed to drain
+//!    them: the CPU a span costs once the process has grown its buffers
+//!    (a fresh process spends much of its first drain's CPU having the
+//!    kernel clear the memory it grows into).
 //! 4. **ClickHouse ceiling**: the rows the ingester wrote, read back as
 //!    RowBinary in INSERTs of the ingester's mean size, inserted into a
 //!    second database of the same schema, as many at once as the
@@ -55,6 +60,13 @@ use crate::synth::{Generator, Shape};
 
 /// How long the ingester may take to write what the collector accepted.
 const DRAIN_WAIT: Duration = Duration::from_secs(600);
+/// How often a drain reads the ingester's `/metrics`. Each read costs the
+/// ingester CPU (an HTTP exchange and the text rendered; 0.3 ms idle):
+/// read every 20 ms, that was a few percent of a drain's CPU, where
+/// Prometheus reads every 15 s or so. A drain ends up to this much after
+/// its last write (spans/s off by about 1% in a 10 s drain; CPU not, as
+/// the ingester idles).
+const DRAIN_POLL: Duration = Duration::from_millis(100);
 /// How long a probe is looked for before it counts as lost.
 const PROBE_WAIT: Duration = Duration::from_secs(60);
 /// How often the query API is asked for the probes not yet found (all of
@@ -107,6 +119,11 @@ pub struct Args {
     /// Spans in every trace (one Kafka message per trace).
     #[arg(long, default_value_t = Shape::default().spans_per_trace)]
     pub spans_per_trace: usize,
+    /// Drains more by the ingester after its first, each of as many
+    /// spans, published while it is suspended: what a span costs a
+    /// process that has grown its buffers already.
+    #[arg(long, default_value_t = 3)]
+    pub warm_drains: usize,
     /// The steady rates of the end-to-end stage, spans/s, one run each;
     /// a rate over what the collector accepted at full speed runs at 80%
     /// of that. The second default shows the latency skein adds when the
@@ -268,7 +285,9 @@ pub struct IngesterStage {
     /// may be emptying by the end of the third when the topic holds less
     /// than three times what the budget holds.
     pub middle_third: Cost,
-    /// Batches written.
+    /// The same process draining again (`--warm-drains`), one each.
+    pub warm: Vec<WarmDrain>,
+    /// Batches written (by the first drain).
     pub batches: u64,
     /// Mean rows per batch.
     pub rows_per_batch: f64,
@@ -278,6 +297,29 @@ pub struct IngesterStage {
     pub rows_per_insert: f64,
     /// The ingester's peak RSS, bytes.
     pub peak_rss_bytes: u64,
+}
+
+impl IngesterStage {
+    /// The warm drain in the middle by spans/s per core (of an even
+    /// number, the faster of the middle two).
+    pub fn warm_median(&self) -> Option<&WarmDrain> {
+        let mut warm: Vec<&WarmDrain> = self.warm.iter().collect();
+        warm.sort_by(|a, b| a.cost.spans_per_core().total_cmp(&b.cost.spans_per_core()));
+        warm.get(warm.len() / 2).copied()
+    }
+}
+
+/// Stage 3b: one more drain by the ingester of stage 3, warmed up.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct WarmDrain {
+    /// Seconds the traces took to publish, the ingester suspended.
+    pub publish_seconds: f64,
+    /// Spans written.
+    pub spans_written: u64,
+    /// Spans per second from the first write seen to the last.
+    pub spans_per_second: f64,
+    /// The ingester's CPU over the drain.
+    pub cost: Cost,
 }
 
 /// Stage 5, at one rate.
@@ -567,18 +609,7 @@ async fn stages(
     // 2. The producer's ceiling: the accepted traces, as messages.
     let traces = report.spans_accepted / args.spans_per_trace as u64;
     eprintln!("\n[2/5] broker ceilings: {traces} messages of the same traces, produced and read back by plain rdkafka");
-    let generator = Generator::shaped(seed, shape(args));
-    let now = unix_nanos();
-    let messages: Vec<RawMessage> = (0..traces)
-        .map(|i| {
-            let data = generator.trace(i, now);
-            let id = &data.resource_spans[0].scope_spans[0].spans[0].trace_id;
-            RawMessage {
-                key: hex_lower(id).into_bytes(),
-                value: data.encode_to_vec(),
-            }
-        })
-        .collect();
+    let messages = published(&Generator::shaped(seed, shape(args)), traces);
     let message_bytes =
         messages.iter().map(|m| m.value.len() as f64).sum::<f64>() / messages.len().max(1) as f64;
     let raw_topic = format!("skein-bench-{run}-raw");
@@ -599,7 +630,23 @@ async fn stages(
         report.spans_accepted
     );
     let ingester = start_role(skein, "ingester", t, config, dir).await?;
-    let ingester_stage = drain(&ingester, report.spans_accepted).await?;
+    let mut ingester_stage = drain(&ingester, report.spans_accepted).await?;
+    // 3b. The same process drains again, warmed up.
+    for n in 1..=args.warm_drains {
+        eprintln!(
+            "\n[3/5] ingester, warmed: drain {n} of {}: publishing {traces} more traces while it is suspended",
+            args.warm_drains
+        );
+        let before = ingester_stage.spans_written
+            + ingester_stage
+                .warm
+                .iter()
+                .map(|w| w.spans_written)
+                .sum::<u64>();
+        ingester_stage
+            .warm
+            .push(warm_drain(t, &ingester, shape(args), 1_000 + n as u64, traces, before).await?);
+    }
 
     // 4. ClickHouse's ceiling: the same rows, pre-encoded, in INSERTs of
     // the ingester's mean size.
@@ -871,7 +918,18 @@ async fn wait_written(ingester: &Role, spans: u64, wait: Duration) -> Result<()>
 }
 
 /// Stage 3: watches the ingester write `spans`.
-async fn drain(ingester: &Role, spans: u64) -> Result<IngesterStage> {
+/// A drain of `spans` by a running ingester: its figures.
+struct Drained {
+    /// Spans written (this drain's).
+    written: u64,
+    spans_per_second: f64,
+    cost: Cost,
+    middle_third: Cost,
+}
+
+/// Waits until `ingester` has written `spans` more than the `before` it had
+/// written, reading its CPU over them and over their middle third.
+async fn drained(ingester: &Role, before: u64, spans: u64) -> Result<Drained> {
     let meter = CpuMeter::start(ingester)?;
     let started = Instant::now();
     let mut first: Option<(Instant, u64)> = None;
@@ -880,7 +938,7 @@ async fn drain(ingester: &Role, spans: u64) -> Result<IngesterStage> {
     let mut last_progress = Instant::now();
     let written = loop {
         let text = ingester.metrics().await?;
-        let written = process::metric_sum(&text, SPANS_WRITTEN) as u64;
+        let written = (process::metric_sum(&text, SPANS_WRITTEN) as u64).saturating_sub(before);
         let now = Instant::now();
         if written > 0 && first.is_none() {
             first = Some((now, written));
@@ -906,33 +964,101 @@ async fn drain(ingester: &Role, spans: u64) -> Result<IngesterStage> {
         if started.elapsed() > DRAIN_WAIT {
             bail!("the ingester wrote {written} of {spans} spans in {DRAIN_WAIT:?}");
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(DRAIN_POLL).await;
     };
     let cost = Cost::of(&meter, written)?;
     let middle_third = middle_third.unwrap_or(cost);
-    let text = ingester.metrics().await?;
-    let batches = process::metric_sum(&text, "skein_ingester_batch_rows_count") as u64;
-    let rows = process::metric_sum(&text, "skein_ingester_batch_rows_sum");
-    let inserts = process::metric_sum(&text, "skein_ingester_inserts_total") as u64;
-    let per = |n: u64| if n > 0 { rows / n as f64 } else { 0.0 };
-    let (at, before) = first.unwrap_or((started, 0));
+    let (at, at_first) = first.unwrap_or((started, 0));
     let seconds = at.elapsed().as_secs_f64();
-    Ok(IngesterStage {
-        spans_written: written,
+    Ok(Drained {
+        written,
         // The first write's spans were written before `at`.
         spans_per_second: if seconds > 0.0 {
-            (written - before) as f64 / seconds
+            (written - at_first) as f64 / seconds
         } else {
             0.0
         },
         cost,
         middle_third,
+    })
+}
+
+/// Stage 3: a fresh ingester drains the `spans` the collector published.
+async fn drain(ingester: &Role, spans: u64) -> Result<IngesterStage> {
+    let d = drained(ingester, 0, spans).await?;
+    let text = ingester.metrics().await?;
+    let batches = process::metric_sum(&text, "skein_ingester_batch_rows_count") as u64;
+    let rows = process::metric_sum(&text, "skein_ingester_batch_rows_sum");
+    let inserts = process::metric_sum(&text, "skein_ingester_inserts_total") as u64;
+    let per = |n: u64| if n > 0 { rows / n as f64 } else { 0.0 };
+    Ok(IngesterStage {
+        spans_written: d.written,
+        spans_per_second: d.spans_per_second,
+        cost: d.cost,
+        middle_third: d.middle_third,
+        warm: Vec::new(),
         batches,
         rows_per_batch: per(batches),
         inserts,
         rows_per_insert: per(inserts),
         peak_rss_bytes: ingester.peak_rss_bytes()?,
     })
+}
+
+/// Stage 3b: `ingester`, having written `before` spans, is suspended
+/// while `traces` more traces of `seed` are published to its topic as the
+/// collector publishes them, then resumed to drain them: a backlog like
+/// the first drain's, met by a process whose batches, buffers and
+/// allocator have grown already (as in a long-running ingester).
+async fn warm_drain(
+    t: &Topology,
+    ingester: &Role,
+    shape: Shape,
+    seed: u64,
+    traces: u64,
+    before: u64,
+) -> Result<WarmDrain> {
+    let per_trace = shape.spans_per_trace as u64;
+    let messages = published(&Generator::shaped(seed, shape), traces);
+    let spans = messages.len() as u64 * per_trace;
+    ingester.suspend()?;
+    let produced = ceiling::produce(&t.kafka, &t.topics.spans.name, &messages).await;
+    ingester.resume()?;
+    let produced = produced.context("publishing a warm drain's traces")?;
+    drop(messages);
+    let d = drained(ingester, before, spans).await?;
+    Ok(WarmDrain {
+        publish_seconds: produced.seconds,
+        spans_written: d.written,
+        spans_per_second: d.spans_per_second,
+        cost: d.cost,
+    })
+}
+
+/// Traces `0..traces` of `generator` as the collector publishes them: one
+/// message per trace, keyed by its trace ID, with the collector's headers.
+fn published(generator: &Generator, traces: u64) -> Vec<RawMessage> {
+    let now = unix_nanos();
+    let received = now.to_string().into_bytes();
+    (0..traces)
+        .map(|i| {
+            let data = generator.trace(i, now);
+            let id = &data.resource_spans[0].scope_spans[0].spans[0].trace_id;
+            RawMessage {
+                key: hex_lower(id).into_bytes(),
+                value: data.encode_to_vec(),
+                headers: vec![
+                    (
+                        skein_model::wire::ENCODING_HEADER,
+                        skein_model::wire::ENCODING_OTLP_PROTO_V1
+                            .as_bytes()
+                            .to_vec(),
+                    ),
+                    (skein_model::wire::RECEIVED_HEADER, received.clone()),
+                ],
+            }
+        })
+        .collect()
 }
 
 /// What the probes saw.
@@ -1245,6 +1371,16 @@ pub fn table(r: &Results) -> String {
         None,
         Some(&i.middle_third),
     );
+    let warm = i.warm_median();
+    if let Some(w) = warm {
+        row(
+            &mut t,
+            &format!("  warmed, median of {} more drains", i.warm.len()),
+            w.spans_per_second,
+            None,
+            Some(&w.cost),
+        );
+    }
     row(
         &mut t,
         "  consumer ceiling (plain rdkafka)",
@@ -1285,6 +1421,7 @@ pub fn table(r: &Results) -> String {
         ("its middle third".to_owned(), &i.middle_third),
     ]
     .into_iter()
+    .chain(warm.map(|w| ("warmed".to_owned(), &w.cost)))
     .chain(r.end_to_end.iter().flat_map(|e| {
         [
             (format!("collector at {:.0}", e.target_rate), &e.collector),
@@ -1349,6 +1486,22 @@ pub fn table(r: &Results) -> String {
         "ingester: {} batches, {:.0} rows per batch, in {} INSERTs, {:.0} rows per INSERT",
         i.batches, i.rows_per_batch, i.inserts, i.rows_per_insert
     );
+    if !i.warm.is_empty() {
+        let _ = writeln!(
+            t,
+            "ingester warmed, each drain's spans/s/core: {} (each published in {})",
+            i.warm
+                .iter()
+                .map(|w| k(w.cost.spans_per_core()))
+                .collect::<Vec<_>>()
+                .join(", "),
+            i.warm
+                .iter()
+                .map(|w| format!("{:.1} s", w.publish_seconds))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     let peak = |n: usize| {
         r.end_to_end
             .iter()
@@ -1406,6 +1559,41 @@ mod tests {
             ),
             (0.0, 0.0, 0.0, 0.0)
         );
+    }
+
+    #[test]
+    fn the_warm_median_is_the_middle_drain_by_spans_per_core() {
+        let cost = |cpu_seconds: f64| Cost {
+            cpu_seconds,
+            wall_seconds: 1.0,
+            spans: 1_000_000,
+            system_seconds: 0.0,
+            minor_faults: 0,
+        };
+        let drain = |cpu_seconds: f64| WarmDrain {
+            publish_seconds: 1.0,
+            spans_written: 1_000_000,
+            spans_per_second: 1e6,
+            cost: cost(cpu_seconds),
+        };
+        let mut stage = IngesterStage {
+            spans_written: 0,
+            spans_per_second: 0.0,
+            cost: cost(1.0),
+            middle_third: cost(1.0),
+            warm: Vec::new(),
+            batches: 0,
+            rows_per_batch: 0.0,
+            inserts: 0,
+            rows_per_insert: 0.0,
+            peak_rss_bytes: 0,
+        };
+        assert!(stage.warm_median().is_none());
+        stage.warm = vec![drain(4.0), drain(1.0), drain(2.0)];
+        assert_eq!(stage.warm_median().unwrap().cost.cpu_seconds, 2.0);
+        stage.warm.push(drain(3.0));
+        // 1e6 spans in 2 s and 3 s: the faster of the middle two.
+        assert_eq!(stage.warm_median().unwrap().cost.cpu_seconds, 2.0);
     }
 
     #[test]

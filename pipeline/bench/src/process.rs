@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 
 /// Clock ticks per second of `/proc/<pid>/stat`'s times (`USER_HZ`, 100 on
 /// every Linux architecture skein builds for).
@@ -210,6 +210,30 @@ impl Role {
             .text()
             .await
             .with_context(|| format!("reading {url}"))
+    }
+
+    /// Suspends it (SIGSTOP): it uses no CPU until [`Role::resume`].
+    pub fn suspend(&self) -> Result<()> {
+        self.signal("STOP")
+    }
+
+    /// Lets a suspended role run again (SIGCONT).
+    pub fn resume(&self) -> Result<()> {
+        self.signal("CONT")
+    }
+
+    fn signal(&self, name: &str) -> Result<()> {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .context("running kill")?;
+        ensure!(
+            status.success(),
+            "kill -{name} {} failed: {status}",
+            self.pid()
+        );
+        Ok(())
     }
 
     /// Stops it (SIGKILL: what it cost is read before, nothing after).
