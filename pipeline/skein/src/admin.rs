@@ -18,6 +18,10 @@ const ROWS_BUCKETS: &[f64] = &[
     1.0, 10.0, 100.0, 500.0, 1_000.0, 2_500.0, 5_000.0, 10_000.0, 25_000.0, 50_000.0, 100_000.0,
 ];
 
+/// Upper bounds of the buckets of counts of batches (`*_batches`): an
+/// `INSERT` carries the batches of up to every partition of the member.
+const BATCHES_BUCKETS: &[f64] = &[1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 32.0, 64.0];
+
 /// The recorder's settings: histograms as Prometheus histograms
 /// (`_bucket{le=..}`), as Jaeger and the OpenTelemetry Collector expose
 /// theirs, so that `histogram_quantile` aggregates them over every
@@ -27,6 +31,7 @@ fn builder() -> Result<PrometheusBuilder> {
     PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
         .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_rows".into()), ROWS_BUCKETS))
+        .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_batches".into()), BATCHES_BUCKETS))
         .context("histogram buckets")
 }
 
@@ -68,6 +73,7 @@ mod tests {
             metrics::histogram!("skein_test_write_duration_seconds").record(0.3);
             metrics::histogram!("skein_test_write_duration_seconds").record(7.0);
             metrics::histogram!("skein_test_batch_rows").record(4_000.0);
+            metrics::histogram!("skein_test_insert_batches").record(3.0);
         });
         let text = handle.render();
         for line in [
@@ -78,6 +84,8 @@ mod tests {
             "skein_test_write_duration_seconds_count 2",
             "skein_test_batch_rows_bucket{le=\"2500\"} 0",
             "skein_test_batch_rows_bucket{le=\"5000\"} 1",
+            "skein_test_insert_batches_bucket{le=\"2\"} 0",
+            "skein_test_insert_batches_bucket{le=\"3\"} 1",
             "skein_test_batch_rows_sum 4000",
         ] {
             assert!(text.contains(line), "{line} missing:\n{text}");
