@@ -3,7 +3,8 @@
 //!
 //! In: a charge for every message the pool routes (what it and its rows
 //! are expected to take), replaced by what they take once a worker decoded
-//! it. Out: whether the pool must pause its
+//! it; and one for the room of written messages kept for the next ones
+//! ([`Recycled`](crate::received::Recycled)). Out: whether the pool must pause its
 //! partitions. Guarantees: a charge is released when what it paid for is
 //! dropped (written, dead-lettered, or left behind by a revoke), so the
 //! count never drifts; the pool stops taking messages once the count passes
@@ -91,6 +92,18 @@ impl Charge {
         self.bytes += bytes;
     }
 
+    /// Takes `bytes` (no more than it holds) off this charge.
+    pub(crate) fn remove(&mut self, bytes: usize) {
+        let bytes = bytes.min(self.bytes);
+        self.budget.held.fetch_sub(bytes, Ordering::Relaxed);
+        self.bytes -= bytes;
+    }
+
+    /// What this charge holds.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     /// Releases what is charged, keeping the charge for further use.
     pub(crate) fn release(&mut self) {
         self.budget
@@ -124,6 +137,11 @@ mod tests {
         b.release();
         assert_eq!(budget.held(), 0);
         assert!(budget.has_room());
+        b.add(5);
+        b.remove(2);
+        assert_eq!((b.bytes(), budget.held()), (3, 3));
+        b.remove(10);
+        assert_eq!((b.bytes(), budget.held()), (0, 0));
         b.add(5);
         drop(b);
         assert_eq!(budget.held(), 0);

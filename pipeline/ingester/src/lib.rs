@@ -128,6 +128,7 @@ impl Ingester {
             .or_insert_with(|| t.ingester.prefetch_kbytes().to_string());
         let (consumer, events) =
             skein_kafka::consumer::subscribe_with_events(&kafka, &t.groups.ingester, &[&topic])?;
+        let budget = budget::Budget::new(t.ingester.held_bytes());
         let shared = worker::Shared {
             consumer: std::sync::Arc::new(consumer),
             topic,
@@ -146,8 +147,8 @@ impl Ingester {
                 inserts::GATHER,
             ),
             linger: inserts::Linger::new(t.ingester.batch.linger()),
-            budget: budget::Budget::new(t.ingester.held_bytes()),
-            recycled: std::sync::Arc::new(received::Recycled::new(received::RECYCLED_BYTES)),
+            recycled: std::sync::Arc::new(received::Recycled::new(&budget)),
+            budget,
         };
         tracing::info!(write_pool = t.ingester.workers, group = %t.groups.ingester, topic = %t.topics.spans.name, "ingester running");
         let result = pool::Pool::new(shared, events, shutdown.clone())

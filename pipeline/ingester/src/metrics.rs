@@ -23,8 +23,12 @@ pub const INSERT_BATCHES: &str = "skein_ingester_insert_batches";
 /// `PollExceeded` means the group evicted a worker that stopped polling).
 pub const CONSUME_ERRORS: &str = "skein_ingester_consume_errors_total";
 /// Bytes of messages and rows held, fetched and not yet written (besides
-/// librdkafka's prefetch queue), against `ingester.max_buffered_bytes`.
+/// librdkafka's prefetch queue), and the room of written messages kept for
+/// the next ones, against `ingester.max_buffered_bytes`.
 pub const BUFFERED_BYTES: &str = "skein_ingester_buffered_bytes";
+/// Of the buffered bytes, the room of written messages kept for the next
+/// ones (at most a quarter of the budget).
+pub const RECYCLED_BYTES: &str = "skein_ingester_recycled_bytes";
 /// Times every partition was paused because the buffered bytes passed the
 /// budget.
 pub const BUDGET_PAUSES: &str = "skein_ingester_budget_pauses_total";
@@ -50,7 +54,12 @@ pub fn describe() {
     describe_gauge!(
         BUFFERED_BYTES,
         Unit::Bytes,
-        "bytes of messages and rows held, fetched and not yet written"
+        "bytes of messages and rows held, fetched and not yet written, and of room kept for the next messages"
+    );
+    describe_gauge!(
+        RECYCLED_BYTES,
+        Unit::Bytes,
+        "of the buffered bytes, the room of written messages kept for the next ones"
     );
     describe_counter!(
         BUDGET_PAUSES,

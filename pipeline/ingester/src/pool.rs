@@ -105,6 +105,7 @@ impl Pool {
                 _ = drain.tick() => {
                     let budget = &self.shared.budget;
                     metrics::gauge!(m::BUFFERED_BYTES).set(budget.held() as f64);
+                    metrics::gauge!(m::RECYCLED_BYTES).set(self.shared.recycled.kept_bytes() as f64);
                     if self.over_budget && budget.has_room() {
                         self.resume_within_budget();
                     }
