@@ -26,6 +26,7 @@ async fn the_pipeline_benchmark_accounts_for_every_span() -> Result<()> {
         attributes: 10,
         attribute_bytes: 16,
         spans_per_trace: 30,
+        warm_drains: 1,
         e2e_rates: vec![300.0],
         e2e_duration: Duration::from_secs(3),
         probe_every: Duration::from_millis(250),
@@ -69,6 +70,18 @@ async fn the_pipeline_benchmark_accounts_for_every_span() -> Result<()> {
         i.middle_third.spans <= i.spans_written - i.spans_written / 3
             && i.middle_third.cpu_seconds <= i.cost.cpu_seconds,
         "{i:?}"
+    );
+    // The warm drain: as many traces again, published while the ingester
+    // was suspended, every span of them written by the same process.
+    let [w] = i.warm.as_slice() else {
+        anyhow::bail!("one warm drain expected: {i:?}");
+    };
+    ensure!(
+        w.spans_written == traces * 30
+            && w.cost.spans == w.spans_written
+            && w.cost.cpu_seconds > 0.0
+            && w.publish_seconds > 0.0,
+        "{w:?}"
     );
     ensure!(
         r.clickhouse_ceiling.ceiling.items == i.spans_written,
