@@ -632,20 +632,15 @@ async fn stages(
     let ingester = start_role(skein, "ingester", t, config, dir).await?;
     let mut ingester_stage = drain(&ingester, report.spans_accepted).await?;
     // 3b. The same process drains again, warmed up.
+    let mut before = ingester_stage.spans_written;
     for n in 1..=args.warm_drains {
         eprintln!(
             "\n[3/5] ingester, warmed: drain {n} of {}: publishing {traces} more traces while it is suspended",
             args.warm_drains
         );
-        let before = ingester_stage.spans_written
-            + ingester_stage
-                .warm
-                .iter()
-                .map(|w| w.spans_written)
-                .sum::<u64>();
-        ingester_stage
-            .warm
-            .push(warm_drain(t, &ingester, shape(args), 1_000 + n as u64, traces, before).await?);
+        let warm = warm_drain(t, &ingester, shape(args), 1_000 + n as u64, traces, before).await?;
+        before += warm.spans_written;
+        ingester_stage.warm.push(warm);
     }
 
     // 4. ClickHouse's ceiling: the same rows, pre-encoded, in INSERTs of
@@ -917,7 +912,6 @@ async fn wait_written(ingester: &Role, spans: u64, wait: Duration) -> Result<()>
     }
 }
 
-/// Stage 3: watches the ingester write `spans`.
 /// A drain of `spans` by a running ingester: its figures.
 struct Drained {
     /// Spans written (this drain's).
@@ -1044,18 +1038,11 @@ fn published(generator: &Generator, traces: u64) -> Vec<RawMessage> {
         .map(|i| {
             let data = generator.trace(i, now);
             let id = &data.resource_spans[0].scope_spans[0].spans[0].trace_id;
+            let id: &[u8; 16] = id.as_slice().try_into().expect("16-byte trace IDs");
             RawMessage {
-                key: hex_lower(id).into_bytes(),
-                value: data.encode_to_vec(),
-                headers: vec![
-                    (
-                        skein_model::wire::ENCODING_HEADER,
-                        skein_model::wire::ENCODING_OTLP_PROTO_V1
-                            .as_bytes()
-                            .to_vec(),
-                    ),
-                    (skein_model::wire::RECEIVED_HEADER, received.clone()),
-                ],
+                key: skein_model::wire::key(id).into_bytes(),
+                value: skein_model::wire::encode_value(&data),
+                headers: skein_model::wire::headers(&received),
             }
         })
         .collect()

@@ -125,13 +125,7 @@ impl SpanPublisher {
             .map(|t| Message {
                 key: wire::key(&t.trace_id),
                 value: t.value,
-                headers: vec![
-                    (
-                        wire::ENCODING_HEADER,
-                        wire::ENCODING_OTLP_PROTO_V1.as_bytes().to_vec(),
-                    ),
-                    (wire::RECEIVED_HEADER, received.clone()),
-                ],
+                headers: wire::headers(&received),
             })
             .collect();
         let results = self.publisher.send_all(&self.topic, messages).await;

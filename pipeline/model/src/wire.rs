@@ -25,6 +25,16 @@ pub fn key(trace_id: &[u8; 16]) -> String {
     hex::encode(trace_id)
 }
 
+/// The headers of a message the collector publishes: the encoding, and
+/// `received`, the time it received the spans as [`RECEIVED_HEADER`]
+/// text (decimal nanoseconds since the Unix epoch).
+pub fn headers(received: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        (ENCODING_HEADER, ENCODING_OTLP_PROTO_V1.as_bytes().to_vec()),
+        (RECEIVED_HEADER, received.to_vec()),
+    ]
+}
+
 /// The message value of a group of spans.
 pub fn encode_value(data: &TracesData) -> Vec<u8> {
     data.encode_to_vec()
@@ -65,6 +75,19 @@ mod tests {
         let mut id = [0u8; 16];
         id[15] = 0x1f;
         assert_eq!(key(&id), "0000000000000000000000000000001f");
+    }
+
+    #[test]
+    fn headers_name_the_encoding_and_the_receipt_time() {
+        let h = headers(b"1700000000000000001");
+        assert_eq!(
+            h,
+            vec![
+                (ENCODING_HEADER, b"otlp_proto/1".to_vec()),
+                (RECEIVED_HEADER, b"1700000000000000001".to_vec()),
+            ]
+        );
+        check_encoding(Some(&h[0].1)).unwrap();
     }
 
     #[test]
