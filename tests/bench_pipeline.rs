@@ -103,6 +103,21 @@ async fn the_pipeline_benchmark_accounts_for_every_span() -> Result<()> {
     );
     ensure!(e.ingester.spans >= e.collector.spans, "{e:?}");
     ensure!(e.peak_rss_bytes.iter().all(|&b| b > 0), "{e:?}");
+    // What kept the machine busy meanwhile: the roles and the load
+    // generator used some of it, their parts fit in the whole (give or
+    // take the clock ticks both are counted in), and the whole in the
+    // machine's cores.
+    let m = e.machine.as_ref().context("no machine share")?;
+    let parts = m.skein_cores + m.bench_cores + m.broker_cores.unwrap_or(0.0);
+    ensure!(
+        m.skein_cores > 0.0
+            && m.bench_cores > 0.0
+            && m.broker_cores.is_some_and(|b| b > 0.0)
+            && m.other_cores >= 0.0
+            && parts <= m.cores_busy + 0.1
+            && m.cores_busy <= r.machine.cores as f64 + 0.1,
+        "{m:?}"
+    );
 
     // The databases are gone afterwards.
     let ch = &topology("bench").storage.clickhouse;

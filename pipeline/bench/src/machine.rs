@@ -1,9 +1,9 @@
 //! The machine a benchmark ran on, and what the benchmark cost it.
 //!
 //! In: `/proc/cpuinfo`, `/proc/meminfo`, `/proc/self/status`,
-//! `/sys/kernel/mm/transparent_hugepage/enabled`. Out: cores, CPU model,
-//! memory, the transparent huge page mode, and this process's peak
-//! resident memory.
+//! `/proc/stat`, `/sys/kernel/mm/transparent_hugepage/enabled`. Out:
+//! cores, CPU model, memory, the transparent huge page mode, the CPU time
+//! the whole machine has spent, and this process's peak resident memory.
 //!
 //! Guarantees: nothing fails: what cannot be read is reported as unknown
 //! (the core count falls back to the parallelism the OS grants).
@@ -92,6 +92,53 @@ pub fn peak_rss_bytes() -> Option<u64> {
     )
 }
 
+/// The CPU time the whole machine has spent so far, every core, from the
+/// `cpu` line of `/proc/stat`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CpuTime {
+    /// Seconds running anything: user, nice, system, irq and softirq
+    /// (guest time is part of user).
+    pub busy_seconds: f64,
+    /// Seconds the host ran something else while this machine had work
+    /// (`steal`).
+    pub steal_seconds: f64,
+}
+
+impl std::ops::Sub for CpuTime {
+    type Output = CpuTime;
+
+    fn sub(self, earlier: CpuTime) -> CpuTime {
+        CpuTime {
+            busy_seconds: self.busy_seconds - earlier.busy_seconds,
+            steal_seconds: self.steal_seconds - earlier.steal_seconds,
+        }
+    }
+}
+
+/// The machine's [`CpuTime`] so far; `None` when `/proc/stat` cannot be
+/// read.
+pub fn cpu_time() -> Option<CpuTime> {
+    parse_stat_cpu(&std::fs::read_to_string("/proc/stat").ok()?)
+}
+
+/// [`CpuTime`] of a `/proc/stat` text: its `cpu` line is `cpu user nice
+/// system idle iowait irq softirq steal guest guest_nice`, in ticks.
+fn parse_stat_cpu(text: &str) -> Option<CpuTime> {
+    let line = text.lines().find(|l| l.starts_with("cpu "))?;
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let tick =
+        |n: usize| ticks.get(n).copied().unwrap_or(0) as f64 / crate::process::TICKS_PER_SECOND;
+    Some(CpuTime {
+        busy_seconds: tick(0) + tick(1) + tick(2) + tick(5) + tick(6),
+        steal_seconds: tick(7),
+    })
+}
+
 /// Bytes as MiB, for reports.
 pub fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
@@ -118,6 +165,18 @@ mod tests {
         assert_eq!(chosen("[always] madvise never").as_deref(), Some("always"));
         assert_eq!(chosen("always madvise never"), None);
         assert_eq!(chosen(""), None);
+    }
+
+    #[test]
+    fn reads_the_machines_cpu_time() {
+        let stat =
+            "cpu  1000 20 300 5000 40 5 6 7 0 0\ncpu0 500 10 150 2500 20 2 3 3 0 0\nintr 1\n";
+        let t = parse_stat_cpu(stat).expect("a cpu line");
+        assert!((t.busy_seconds - 13.31).abs() < 1e-9, "{t:?}");
+        assert!((t.steal_seconds - 0.07).abs() < 1e-9, "{t:?}");
+        assert_eq!(parse_stat_cpu("cpu0 1 2 3\n"), None);
+        assert_eq!(parse_stat_cpu("cpu  1 x 3\n"), None);
+        assert!(cpu_time().is_some_and(|t| t.busy_seconds > 0.0));
     }
 
     #[test]

@@ -352,6 +352,82 @@ pub struct EndToEndStage {
     pub query: Cost,
     /// Peak RSS of the collector, ingester and query service, bytes.
     pub peak_rss_bytes: [u64; 3],
+    /// What the whole machine was busy with while the load and the probes
+    /// ran; `None` when `/proc/stat` could not be read.
+    pub machine: Option<MachineShare>,
+}
+
+/// The cores a stretch of a benchmark kept busy, and by whom: on a small
+/// machine skein's roles share the cores with the broker and ClickHouse,
+/// and the end-to-end latency is theirs too once the cores are all busy.
+#[derive(Debug, Clone, Serialize)]
+pub struct MachineShare {
+    /// The stretch's wall-clock length.
+    pub seconds: f64,
+    /// Cores busy on average (of the machine's cores), everything counted.
+    pub cores_busy: f64,
+    /// Cores' worth of time the host gave to others while this machine
+    /// had work (steal).
+    pub cores_stolen: f64,
+    /// Cores the collector, ingester and query service used.
+    pub skein_cores: f64,
+    /// Cores the benchmark's broker used (`None`: the topology's broker,
+    /// counted in `other_cores`).
+    pub broker_cores: Option<f64>,
+    /// Cores this process used: the load generator and the probes.
+    pub bench_cores: f64,
+    /// Everything else: ClickHouse, mostly.
+    pub other_cores: f64,
+}
+
+/// The CPU time the machine, skein's roles, the broker and this process
+/// had used at one instant.
+struct Snapshot {
+    at: Instant,
+    machine: machine::CpuTime,
+    roles: f64,
+    broker: Option<f64>,
+    bench: f64,
+}
+
+impl Snapshot {
+    /// `None` when `/proc/stat` cannot be read.
+    fn take(roles: &Roles<'_>, broker: Option<&process::Broker>) -> Result<Option<Self>> {
+        let Some(machine) = machine::cpu_time() else {
+            return Ok(None);
+        };
+        let roles = [roles.collector, roles.ingester, roles.query]
+            .iter()
+            .map(|r| r.usage().map(|u| u.cpu_seconds))
+            .sum::<Result<f64>>()?;
+        Ok(Some(Self {
+            at: Instant::now(),
+            machine,
+            roles,
+            broker: broker.map(process::Broker::cpu_seconds).transpose()?,
+            bench: own_cpu_seconds(),
+        }))
+    }
+
+    /// What the machine was busy with from `self` to `later`.
+    fn share_until(&self, later: &Snapshot) -> MachineShare {
+        let seconds = (later.at - self.at).as_secs_f64().max(f64::EPSILON);
+        let machine = later.machine - self.machine;
+        let cores = |used: f64| used / seconds;
+        let broker = later.broker.zip(self.broker).map(|(b, a)| b - a);
+        let (skein, bench) = (later.roles - self.roles, later.bench - self.bench);
+        MachineShare {
+            seconds,
+            cores_busy: cores(machine.busy_seconds),
+            cores_stolen: cores(machine.steal_seconds),
+            skein_cores: cores(skein),
+            broker_cores: broker.map(cores),
+            bench_cores: cores(bench),
+            other_cores: cores(
+                (machine.busy_seconds - skein - bench - broker.unwrap_or(0.0)).max(0.0),
+            ),
+        }
+    }
 }
 
 /// One ceiling and skein's figure as a share of it.
@@ -698,7 +774,7 @@ async fn stages(
     collector.stop();
     ingester.stop();
     wait_for_merges(&http, &source).await?;
-    let (_fresh, t, config, dir) = if args.topology_broker {
+    let (fresh, t, config, dir) = if args.topology_broker {
         (None, t.clone(), config.to_owned(), dir.to_owned())
     } else {
         let dir = dir.join("end-to-end");
@@ -737,7 +813,8 @@ async fn stages(
             args.e2e_duration, args.probe_every
         );
         let seed = seed + 1 + i as u64;
-        end_to_end.push(steady(t, args, &roles, rate, rate_note, seed).await?);
+        let stage = steady(t, args, &roles, fresh.as_ref(), rate, rate_note, seed).await?;
+        end_to_end.push(stage);
     }
     query.stop();
     ingester.stop();
@@ -836,11 +913,12 @@ struct Roles<'a> {
 }
 
 /// Stage 5 at one rate: load at `rate` with probes, then wait for the
-/// ingester to write all of it.
+/// ingester to write all of it. `broker`: the stage's own, if it has one.
 async fn steady(
     t: &Topology,
     args: &Args,
     roles: &Roles<'_>,
+    broker: Option<&process::Broker>,
     rate: f64,
     rate_note: Option<String>,
     seed: u64,
@@ -849,6 +927,7 @@ async fn steady(
     let collector = CpuMeter::start(roles.collector)?;
     let ingester = CpuMeter::start(roles.ingester)?;
     let query = CpuMeter::start(roles.query)?;
+    let before = Snapshot::take(roles, broker)?;
     let config = loadgen_config(t, args, Some(rate), seed);
     let load = tokio::spawn(async move {
         let report = loadgen::run(config).await;
@@ -857,6 +936,8 @@ async fn steady(
     let probes = probe(t, args.probe_every, args.e2e_duration).await?;
     let (report, loaded) = load.await.context("the load generator panicked")?;
     let report = report?;
+    let after = Snapshot::take(roles, broker)?;
+    let machine = before.zip(after).map(|(b, a)| b.share_until(&a));
     let collector = Cost::of(&collector, report.spans_accepted)?;
     wait_written(
         roles.ingester,
@@ -886,6 +967,7 @@ async fn steady(
             roles.ingester.peak_rss_bytes()?,
             roles.query.peak_rss_bytes()?,
         ],
+        machine,
     })
 }
 
@@ -1277,6 +1359,22 @@ pub async fn run(topology: Topology, args: Args) -> Result<Results> {
 }
 
 /// The human-readable report.
+/// One line of what kept the machine's `cores` busy.
+fn machine_line(m: &MachineShare, cores: usize) -> String {
+    let broker = m
+        .broker_cores
+        .map_or(String::new(), |b| format!(", the broker {b:.2}"));
+    let other = if m.broker_cores.is_some() {
+        "ClickHouse and the rest"
+    } else {
+        "the broker, ClickHouse and the rest"
+    };
+    format!(
+        "the machine meanwhile: {:.2} of {cores} cores busy ({:.2} stolen by the host): skein {:.2}{broker}, {other} {:.2}, load generator and probes {:.2}",
+        m.cores_busy, m.cores_stolen, m.skein_cores, m.other_cores, m.bench_cores
+    )
+}
+
 pub fn table(r: &Results) -> String {
     use std::fmt::Write as _;
     let mut t = String::new();
@@ -1448,6 +1546,9 @@ pub fn table(r: &Results) -> String {
                     e.spans_per_second, e.probes_lost, e.probes_refused
                 );
             }
+        }
+        if let Some(m) = &e.machine {
+            let _ = writeln!(t, "    {}", machine_line(m, r.machine.cores));
         }
         if let Some(note) = &e.rate_note {
             let _ = writeln!(t, "    note: {note}");

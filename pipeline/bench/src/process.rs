@@ -17,7 +17,7 @@ use anyhow::{bail, ensure, Context, Result};
 
 /// Clock ticks per second of `/proc/<pid>/stat`'s times (`USER_HZ`, 100 on
 /// every Linux architecture skein builds for).
-const TICKS_PER_SECOND: f64 = 100.0;
+pub(crate) const TICKS_PER_SECOND: f64 = 100.0;
 
 /// A free port on 127.0.0.1, as `ip:port`.
 pub fn free_addr() -> Result<String> {
