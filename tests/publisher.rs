@@ -24,6 +24,22 @@ fn threads_named(name: &str) -> Result<usize> {
     Ok(n)
 }
 
+/// Waits up to 10 s until `n` threads of this process are named `name`.
+async fn threads_become(name: &str, n: usize) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        let now = threads_named(name)?;
+        if now == n {
+            return Ok(());
+        }
+        ensure!(
+            started.elapsed() < Duration::from_secs(10),
+            "{now} threads named {name} after 10 s, not {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// The name the publisher gives its thread (`skein_kafka::producer`).
 const REPORTS_THREAD: &str = "kafka-reports";
 
@@ -37,7 +53,8 @@ async fn messages_land_as_reported_and_the_reports_thread_ends_with_the_publishe
     ensure!(threads_named(REPORTS_THREAD)? == 0, "no publisher yet");
 
     let publisher = Publisher::new(&t.kafka, Duration::from_secs(30))?;
-    ensure!(threads_named(REPORTS_THREAD)? == 1, "one reports thread");
+    // A thread names itself once it runs.
+    threads_become(REPORTS_THREAD, 1).await?;
     // The fifth is over librdkafka's message.max.bytes (1 MB): it alone
     // fails, at once, and the others are delivered.
     let messages: Vec<Message> = (0..9)
@@ -99,13 +116,5 @@ async fn messages_land_as_reported_and_the_reports_thread_ends_with_the_publishe
 
     // The reports thread ends within its wait once the publisher is gone.
     drop(publisher);
-    let dropped = Instant::now();
-    while threads_named(REPORTS_THREAD)? > 0 {
-        ensure!(
-            dropped.elapsed() < Duration::from_secs(10),
-            "the reports thread outlived its publisher by 10 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(())
+    threads_become(REPORTS_THREAD, 0).await
 }

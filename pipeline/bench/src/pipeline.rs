@@ -1358,7 +1358,6 @@ pub async fn run(topology: Topology, args: Args) -> Result<Results> {
     Ok(results)
 }
 
-/// The human-readable report.
 /// One line of what kept the machine's `cores` busy.
 fn machine_line(m: &MachineShare, cores: usize) -> String {
     let broker = m
@@ -1375,6 +1374,7 @@ fn machine_line(m: &MachineShare, cores: usize) -> String {
     )
 }
 
+/// The human-readable report.
 pub fn table(r: &Results) -> String {
     use std::fmt::Write as _;
     let mut t = String::new();
