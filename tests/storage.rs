@@ -624,3 +624,107 @@ async fn a_written_batch_gives_its_buffer_back_for_the_next() -> Result<()> {
     )
     .await
 }
+
+/// Migration 009 on a database an older skein filled: the spans it stored
+/// (attributes in `spans` and `span_index`) are still found by search and
+/// by ID, spans written after it through `spans_in` are too with their
+/// attributes, `spans` keeps no attributes any more, and an older
+/// ingester's insert into `spans` is refused (not stored unsearchable).
+#[tokio::test]
+async fn spans_stored_before_the_intake_migration_are_found_after_it() -> Result<()> {
+    let started = Instant::now();
+    let topology = skein_tests::topology("storage_intake_upgrade");
+    let ch = &topology.storage.clickhouse;
+    let client = skein_store::client(ch);
+    let db = ch.database.clone();
+    let result = async {
+        let before = skein_store::schema::apply_through(&client, &db, 8).await?;
+        ensure!(before.applied.last() == Some(&"008_operations_per_insert.sql"));
+        // An older ingester's insert: the same rows, into spans.
+        let old_head = skein_store::catalog::spans_insert(&db)
+            .replace(&format!("{db}.spans_in("), &format!("{db}.spans("));
+        let old_rows = rows(&single_span(0xa1)?);
+        let insert_old = |rows: &[SpanRow]| {
+            let mut encoded = skein_store::rowbinary::EncodedRows::default();
+            for r in rows {
+                encoded.push(r);
+            }
+            let client = client.clone();
+            let head = old_head.clone();
+            async move {
+                let mut insert = client.insert_formatted_with(head);
+                insert.send(encoded.share()).await?;
+                insert.end().await
+            }
+        };
+        insert_old(&old_rows).await?;
+
+        let after = skein_store::schema::apply(&client, &db).await?;
+        ensure!(
+            after.applied == ["009_spans_intake.sql"],
+            "applied {:?}",
+            after.applied
+        );
+        let new_rows = rows(&single_span(0xa2)?);
+        SpanWriter::new(client.clone(), &db)
+            .with_capabilities(after.capabilities)
+            .write(&new_rows)
+            .await?;
+
+        let columns: Vec<String> = client
+            .query("SELECT name FROM system.columns WHERE database = ? AND table = 'spans'")
+            .bind(&db)
+            .fetch_all()
+            .await?;
+        ensure!(
+            !columns.iter().any(|c| c.starts_with("attribute_"))
+                && columns.contains(&"span".into()),
+            "spans has {columns:?}"
+        );
+        let reader = SpanReader::new(client.clone(), &db);
+        let (key, value) = {
+            let r = &new_rows[0];
+            (
+                r.attribute_keys.get(0).unwrap_or_default().to_owned(),
+                r.attribute_values.get(0).unwrap_or_default().to_owned(),
+            )
+        };
+        ensure!(!key.is_empty(), "the fixture span has attributes");
+        let found: BTreeSet<String> = reader
+            .search(&TraceQuery {
+                service_name: new_rows[0].service_name.clone(),
+                tags: vec![(key.clone(), value.clone())],
+                ..Default::default()
+            })
+            .await?
+            .into_iter()
+            .collect();
+        let both: BTreeSet<String> = ["a1".repeat(16), "a2".repeat(16)].into();
+        ensure!(found == both, "searching {key}={value} found {found:?}");
+        for (byte, data) in [(0xa1, single_span(0xa1)?), (0xa2, single_span(0xa2)?)] {
+            let back = reader.trace(&format!("{byte:02x}").repeat(16)).await?;
+            ensure!(
+                encoded(&back) == encoded(&data.resource_spans),
+                "trace {byte:02x} read back {back:?}"
+            );
+        }
+        let refused = insert_old(&rows(&single_span(0xa3)?)).await;
+        ensure!(
+            refused.is_err(),
+            "an older ingester's insert into spans was taken"
+        );
+        let stored: u64 = client
+            .query(&format!("SELECT count() FROM {db}.spans"))
+            .fetch_one()
+            .await?;
+        ensure!(stored == 2, "{stored} spans stored");
+        Ok(())
+    }
+    .await;
+    let drop = format!("DROP DATABASE IF EXISTS {db}");
+    if let Err(e) = client.query_raw(&drop).execute().await {
+        eprintln!("dropping {db} failed: {e}");
+    }
+    eprintln!("storage_intake_upgrade: {:?}", started.elapsed());
+    result
+}

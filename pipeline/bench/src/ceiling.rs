@@ -2,8 +2,9 @@
 //! code in the way, measured on the same machine in the same run as skein.
 //!
 //! In: messages (key and value bytes) and a broker, or a topic to read
-//! back; or RowBinary batches and a ClickHouse table. Out: a [`Ceiling`]: items per second over the
-//! time from the first send to the last acknowledgement.
+//! back; or RowBinary batches and a ClickHouse `INSERT`. Out: a
+//! [`Ceiling`]: items per second over the time from the first send to the
+//! last acknowledgement.
 //!
 //! Guarantees: the producer has the settings skein's collector publishes
 //! with (`acks=all`, idempotence, lz4, `linger.ms=5`, the murmur2 random
@@ -173,51 +174,73 @@ pub async fn consume(kafka: &skein_config::Kafka, topic: &str, partitions: i32) 
     })
 }
 
-/// Where raw inserts go.
-pub struct Table<'a> {
+/// The ClickHouse server raw inserts go to.
+pub struct Server<'a> {
     /// ClickHouse's HTTP URL.
     pub url: &'a str,
-    /// User and password.
+    /// The user.
     pub user: &'a str,
     /// The password.
     pub password: &'a str,
-    /// `database.table`.
-    pub table: &'a str,
 }
 
-/// Fetches `SELECT * FROM {from}` as RowBinary batches of `rows` rows each
-/// (the last may be smaller), the bytes a client would send to insert them.
+/// The spans the ingester wrote to `database`, as it sent them: the
+/// columns of `spans` with the attributes `span_index` keeps (the only
+/// table that stores them since migration 009), in the order of
+/// [`SpanRow`](skein_store::writer::SpanRow)'s columns.
+pub fn written_spans(database: &str) -> String {
+    use clickhouse::Row as _;
+    let columns = skein_store::writer::SpanRow::COLUMN_NAMES.join(", ");
+    format!(
+        "SELECT {columns} FROM {database}.spans ANY INNER JOIN \
+         (SELECT trace_id, span_hash, attribute_keys, attribute_values FROM {database}.span_index) \
+         USING (trace_id, span_hash)"
+    )
+}
+
+/// Fetches the rows of `select` (rows of
+/// [`SpanRow`](skein_store::writer::SpanRow), such as [`written_spans`])
+/// as RowBinary, cut into batches of `rows` rows each (the last may be
+/// smaller): the bytes a client would send to insert them.
 pub async fn encoded_batches(
     http: &reqwest::Client,
-    table: &Table<'_>,
-    from: &str,
-    total: u64,
+    server: &Server<'_>,
+    select: &str,
     rows: u64,
 ) -> Result<Vec<(u64, bytes::Bytes)>> {
-    let mut out = Vec::new();
-    let mut offset = 0;
-    while offset < total {
-        let n = rows.min(total - offset);
-        let sql = format!("SELECT * FROM {from} LIMIT {offset}, {n} FORMAT RowBinary");
-        let body = clickhouse_post(http, table, None, sql.into()).await?;
-        out.push((n, body));
-        offset += n;
-    }
-    Ok(out)
+    let body = clickhouse_post(
+        http,
+        server,
+        None,
+        format!("{select} FORMAT RowBinary").into(),
+    )
+    .await?;
+    let ends = skein_store::rowbinary::row_ends(&body).context("reading the rows back")?;
+    let per = usize::try_from(rows.max(1)).unwrap_or(usize::MAX);
+    let mut start = 0;
+    Ok(ends
+        .chunks(per)
+        .map(|chunk| {
+            let end = *chunk.last().expect("chunks are not empty");
+            let batch = (chunk.len() as u64, body.slice(start..end));
+            start = end;
+            batch
+        })
+        .collect())
 }
 
-/// Inserts `batches` (rows, RowBinary bytes) into `table`, `concurrency`
-/// at once.
+/// Inserts `batches` (rows, RowBinary bytes) with the `INSERT` `head`
+/// (naming its table and columns), `concurrency` at once.
 pub async fn insert(
     http: &reqwest::Client,
-    table: &Table<'_>,
+    server: &Server<'_>,
+    head: &str,
     batches: &[(u64, bytes::Bytes)],
     concurrency: usize,
 ) -> Result<Ceiling> {
-    let sql = format!("INSERT INTO {} FORMAT RowBinary", table.table);
     let started = Instant::now();
     let results: Vec<Result<bytes::Bytes>> = stream::iter(batches)
-        .map(|(_, body)| clickhouse_post(http, table, Some(&sql), body.clone()))
+        .map(|(_, body)| clickhouse_post(http, server, Some(head), body.clone()))
         .buffer_unordered(concurrency.max(1))
         .collect()
         .await;
@@ -233,10 +256,10 @@ pub async fn insert(
 }
 
 /// How many merges ClickHouse is running now (on any table).
-pub async fn merges_running(http: &reqwest::Client, table: &Table<'_>) -> Result<u64> {
+pub async fn merges_running(http: &reqwest::Client, server: &Server<'_>) -> Result<u64> {
     let body = clickhouse_post(
         http,
-        table,
+        server,
         None,
         "SELECT count() FROM system.merges FORMAT TabSeparated".into(),
     )
@@ -251,7 +274,7 @@ pub async fn merges_running(http: &reqwest::Client, table: &Table<'_>) -> Result
 /// itself when there is none.
 async fn clickhouse_post(
     http: &reqwest::Client,
-    table: &Table<'_>,
+    server: &Server<'_>,
     query: Option<&str>,
     body: bytes::Bytes,
 ) -> Result<bytes::Bytes> {
@@ -259,18 +282,18 @@ async fn clickhouse_post(
         || String::from_utf8_lossy(&body).into_owned(),
         str::to_owned,
     );
-    let mut request = http.post(table.url);
+    let mut request = http.post(server.url);
     if let Some(query) = query {
         request = request.query(&[("query", query)]);
     }
     let response = request
-        .header("X-ClickHouse-User", table.user)
-        .header("X-ClickHouse-Key", table.password)
+        .header("X-ClickHouse-User", server.user)
+        .header("X-ClickHouse-Key", server.password)
         .timeout(Duration::from_secs(300))
         .body(body)
         .send()
         .await
-        .with_context(|| format!("ClickHouse at {}", table.url))?;
+        .with_context(|| format!("ClickHouse at {}", server.url))?;
     let status = response.status();
     let bytes = response.bytes().await?;
     if !status.is_success() {

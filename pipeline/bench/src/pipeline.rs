@@ -24,8 +24,9 @@
 //!    (a fresh process spends much of its first drain's CPU having the
 //!    kernel clear the memory it grows into).
 //! 4. **ClickHouse ceiling**: the rows the ingester wrote, read back as
-//!    RowBinary in INSERTs of the ingester's mean size, inserted into a
-//!    second database of the same schema, as many at once as the
+//!    RowBinary (with the attributes, from the search index) in INSERTs of
+//!    the ingester's mean size, inserted as the ingester inserts them
+//!    into a second database of the same schema, as many at once as the
 //!    ingester's write pool.
 //! 5. **End to end**: on a second empty broker (unless it is the
 //!    topology's), the collector and the ingester start again and
@@ -728,27 +729,22 @@ async fn stages(
     );
     let ch = &t.storage.clickhouse;
     let http = reqwest::Client::new();
-    let source = ceiling::Table {
+    let server = ceiling::Server {
         url: &ch.url,
         user: &ch.user,
         password: &ch.password,
-        table: "",
     };
     let batches = ceiling::encoded_batches(
         &http,
-        &source,
-        &format!("{}.spans", args.database),
-        ingester_stage.spans_written,
+        &server,
+        &ceiling::written_spans(&args.database),
         rows,
     )
     .await?;
-    let raw_table = format!("{}_raw.spans", args.database);
     let inserted = ceiling::insert(
         &http,
-        &ceiling::Table {
-            table: &raw_table,
-            ..source
-        },
+        &server,
+        &skein_store::catalog::spans_insert(&format!("{}_raw", args.database)),
         &batches,
         t.ingester.workers,
     )
@@ -773,7 +769,7 @@ async fn stages(
     // steady load that follows).
     collector.stop();
     ingester.stop();
-    wait_for_merges(&http, &source).await?;
+    wait_for_merges(&http, &server).await?;
     let (fresh, t, config, dir) = if args.topology_broker {
         (None, t.clone(), config.to_owned(), dir.to_owned())
     } else {
@@ -851,10 +847,10 @@ async fn stages(
 }
 
 /// Waits (at most [`MERGES_WAIT`]) until ClickHouse runs no merge.
-async fn wait_for_merges(http: &reqwest::Client, table: &ceiling::Table<'_>) -> Result<()> {
+async fn wait_for_merges(http: &reqwest::Client, server: &ceiling::Server<'_>) -> Result<()> {
     let started = Instant::now();
     loop {
-        let running = ceiling::merges_running(http, table).await?;
+        let running = ceiling::merges_running(http, server).await?;
         if running == 0 {
             return Ok(());
         }

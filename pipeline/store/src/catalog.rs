@@ -565,7 +565,7 @@ mod tests {
         assert_eq!(inserts.len(), 2);
         assert!(inserts[0]
             .sql
-            .starts_with("INSERT INTO db1.spans(`tenant`,`trace_id`,"));
+            .starts_with("INSERT INTO db1.spans_in(`tenant`,`trace_id`,"));
         assert!(inserts[0]
             .sql
             .ends_with("`ingested_unix_nano`) FORMAT RowBinary"));

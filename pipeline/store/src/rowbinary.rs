@@ -133,25 +133,7 @@ impl EncodedRows {
         };
         let mut rows = Vec::with_capacity(self.rows);
         while r.pos < r.bytes.len() {
-            rows.push(SpanRow {
-                tenant: r.text()?,
-                trace_id: r.text()?,
-                span_id: r.text()?,
-                parent_span_id: r.text()?,
-                start_unix_nano: u64::from_le_bytes(r.array()?),
-                duration_nano: u64::from_le_bytes(r.array()?),
-                service_name: r.text()?,
-                span_name: r.text()?,
-                span_kind: r.text()?,
-                status_code: i32::from_le_bytes(r.array()?),
-                error: r.array::<1>()?[0],
-                peer_service: r.text()?,
-                attribute_keys: r.strings()?,
-                attribute_values: r.strings()?,
-                span: r.string()?.to_vec(),
-                received_unix_nano: u64::from_le_bytes(r.array()?),
-                ingested_unix_nano: u64::from_le_bytes(r.array()?),
-            });
+            rows.push(r.row()?);
         }
         if rows.len() != self.rows {
             return Err(Malformed);
@@ -268,6 +250,19 @@ const HEX_PAIRS: [[u8; 2]; 256] = {
     table
 };
 
+/// Where each row of `bytes` (rows of [`SpanRow`] in RowBinary, as a
+/// `SELECT` of its columns returns them) ends: to cut rows read back from
+/// ClickHouse into batches.
+pub fn row_ends(bytes: &[u8]) -> Result<Vec<usize>, Malformed> {
+    let mut r = Reader { bytes, pos: 0 };
+    let mut ends = Vec::new();
+    while r.pos < bytes.len() {
+        r.row()?;
+        ends.push(r.pos);
+    }
+    Ok(ends)
+}
+
 /// Encoded rows that do not read back as rows of `spans`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("malformed RowBinary rows of spans")]
@@ -279,6 +274,28 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    fn row(&mut self) -> Result<SpanRow, Malformed> {
+        Ok(SpanRow {
+            tenant: self.text()?,
+            trace_id: self.text()?,
+            span_id: self.text()?,
+            parent_span_id: self.text()?,
+            start_unix_nano: u64::from_le_bytes(self.array()?),
+            duration_nano: u64::from_le_bytes(self.array()?),
+            service_name: self.text()?,
+            span_name: self.text()?,
+            span_kind: self.text()?,
+            status_code: i32::from_le_bytes(self.array()?),
+            error: self.array::<1>()?[0],
+            peer_service: self.text()?,
+            attribute_keys: self.strings()?,
+            attribute_values: self.strings()?,
+            span: self.string()?.to_vec(),
+            received_unix_nano: u64::from_le_bytes(self.array()?),
+            ingested_unix_nano: u64::from_le_bytes(self.array()?),
+        })
+    }
+
     fn len(&mut self) -> Result<usize, Malformed> {
         let mut rest = &self.bytes[self.pos..];
         let n = prost::encoding::decode_varint(&mut rest).map_err(|_| Malformed)?;
@@ -389,6 +406,24 @@ mod tests {
         let mut cut = out.clone();
         cut.bytes.pop();
         assert_eq!(cut.to_rows(), Err(Malformed));
+    }
+
+    #[test]
+    fn row_ends_cut_rows_where_each_ends() {
+        let mut out = EncodedRows::default();
+        let mut long = row();
+        long.span = vec![7; 300];
+        out.push(&row());
+        let first = out.bytes().len();
+        out.push(&long);
+        out.push(&row());
+        let ends = row_ends(out.bytes()).unwrap();
+        assert_eq!(ends.len(), 3);
+        assert_eq!(ends[0], first);
+        assert_eq!(ends[2], out.bytes().len());
+        assert!(ends[1] - ends[0] > 300, "{ends:?}");
+        assert_eq!(row_ends(&out.bytes()[..ends[2] - 1]), Err(Malformed));
+        assert_eq!(row_ends(&[]), Ok(vec![]));
     }
 
     #[test]

@@ -69,11 +69,18 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "008_operations_per_insert.sql",
         sql: include_str!("../../../schemas/clickhouse/008_operations_per_insert.sql"),
     },
+    Migration {
+        version: 9,
+        name: "009_spans_intake.sql",
+        sql: include_str!("../../../schemas/clickhouse/009_spans_intake.sql"),
+    },
 ];
 
-/// The tables materialized views fill from `spans`: on servers with insert
-/// deduplication tokens they keep the same window as `spans` (migration
-/// 006), so that a batch repeated with its token is dropped from each.
+/// The tables materialized views fill from each insert of spans (into
+/// `spans_in` since migration 009, which fills `spans` too): on servers
+/// with insert deduplication tokens they keep the same window as `spans`
+/// (migration 006), so that a batch repeated with its token is dropped
+/// from each.
 pub const VIEW_TARGETS: &[&str] = &["span_index", "trace_bounds", "operations"];
 
 /// How many recent insert deduplication tokens `spans` remembers on servers
@@ -183,6 +190,13 @@ impl Capabilities {
                 ),
             ),
             ("span_index_indexes", span_index_indexes),
+            // What spans_mv passes on of spans' MATERIALIZED columns
+            // (migration 009): 18.16 wants them from the view, modern
+            // servers refuse them.
+            (
+                "spans_mv_computed",
+                pick("", ",\n    span_hash,\n    timestamp"),
+            ),
             // Day-partitioned tables: once every row of a part is past its
             // TTL, the part is dropped whole instead of being rewritten.
             ("ttl_only_drop_parts", pick(", ttl_only_drop_parts = 1", "")),
@@ -313,6 +327,12 @@ pub(crate) fn migration_sql(
 
 /// Creates the database and applies every migration not applied yet.
 pub async fn apply(client: &Client, database: &str) -> Result<Applied> {
+    apply_through(client, database, u32::MAX).await
+}
+
+/// [`apply`], but only the migrations up to version `last`: a database as
+/// an older skein left it (to test upgrades).
+pub async fn apply_through(client: &Client, database: &str, last: u32) -> Result<Applied> {
     let capabilities = Capabilities::of(server_version(client).await?);
     let run = |name: &'static str, sql: Sql| async move {
         sql.prepare(client)
@@ -335,7 +355,10 @@ pub async fn apply(client: &Client, database: &str) -> Result<Applied> {
         .map(|r| r.version)
         .collect();
     let mut applied = Vec::new();
-    for m in MIGRATIONS.iter().filter(|m| !done.contains(&m.version)) {
+    for m in MIGRATIONS
+        .iter()
+        .filter(|m| m.version <= last && !done.contains(&m.version))
+    {
         for statement in migration_sql(m, &capabilities, database) {
             run(m.name, statement).await?;
         }

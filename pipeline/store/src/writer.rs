@@ -1,10 +1,11 @@
-//! The span writer: batches of rows into `spans`.
+//! The span writer: batches of rows into `spans_in`, which fills `spans`.
 //!
 //! In: [`SpanRow`]s, one per span, or rows already encoded
 //! ([`EncodedRows`], what the ingester's decoder writes), and optionally a
 //! deduplication token per batch. Out: one `INSERT ... FORMAT RowBinary`
-//! per batch; the materialized views fill the search index, the trace
-//! bounds and the operations from it.
+//! per batch into `spans_in` (it stores nothing); its materialized views
+//! fill `spans` (all but the attributes), the search index (with them),
+//! the trace bounds and the operations from it.
 //!
 //! Guarantees: [`SpanWriter::write`] returns `Ok` only after ClickHouse
 //! acknowledged every row of the batch; on `Err` nothing can be assumed
@@ -28,7 +29,8 @@ use crate::rowbinary::EncodedRows;
 use crate::schema::{self, Capabilities};
 use crate::{Error, Result};
 
-/// A row of the `spans` table.
+/// A span as inserted (into `spans_in`): the columns of `spans`, and the
+/// attributes, which only the search index keeps.
 #[derive(Debug, Clone, PartialEq, clickhouse::Row)]
 pub struct SpanRow {
     /// The tenant the span belongs to; empty without tenants.
@@ -187,9 +189,11 @@ pub fn token_settings(token: &str) -> [(&'static str, String); 3] {
     ]
 }
 
-/// The table spans are inserted into.
+/// The table spans are inserted into: `spans_in`, which stores nothing;
+/// its materialized views fill `spans`, `span_index`, `trace_bounds` and
+/// `operations` (migration 009).
 pub(crate) fn table(database: &str) -> String {
-    format!("{database}.spans")
+    format!("{database}.spans_in")
 }
 
 fn now_unix_nano() -> u64 {
