@@ -184,17 +184,17 @@ pub struct Server<'a> {
     pub password: &'a str,
 }
 
-/// The spans the ingester wrote to `database`, as it sent them: the
-/// columns of `spans` with the attributes `span_index` keeps (the only
-/// table that stores them since migration 009), in the order of
+/// `count` of the spans the ingester wrote to `database`, as it sent
+/// them: the columns of `spans` with the attributes `span_index` keeps
+/// (the only table that stores them since migration 009), in the order of
 /// [`SpanRow`](skein_store::writer::SpanRow)'s columns.
-pub fn written_spans(database: &str) -> String {
+pub fn written_spans(database: &str, count: u64) -> String {
     use clickhouse::Row as _;
     let columns = skein_store::writer::SpanRow::COLUMN_NAMES.join(", ");
     format!(
         "SELECT {columns} FROM {database}.spans ANY INNER JOIN \
          (SELECT trace_id, span_hash, attribute_keys, attribute_values FROM {database}.span_index) \
-         USING (trace_id, span_hash)"
+         USING (trace_id, span_hash) LIMIT {count}"
     )
 }
 

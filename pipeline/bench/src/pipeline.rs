@@ -734,13 +734,8 @@ async fn stages(
         user: &ch.user,
         password: &ch.password,
     };
-    let batches = ceiling::encoded_batches(
-        &http,
-        &server,
-        &ceiling::written_spans(&args.database),
-        rows,
-    )
-    .await?;
+    let written = ceiling::written_spans(&args.database, ingester_stage.spans_written);
+    let batches = ceiling::encoded_batches(&http, &server, &written, rows).await?;
     let inserted = ceiling::insert(
         &http,
         &server,
