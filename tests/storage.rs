@@ -105,12 +105,18 @@ where
         capabilities: applied.capabilities,
     };
     let result = body(db).await;
-    let drop = format!("DROP DATABASE IF EXISTS {}", ch.database);
+    dropped(&client, &ch.database, test, started).await;
+    result
+}
+
+/// Drops `database` (whether its test failed or not) and prints how long
+/// `test` took.
+async fn dropped(client: &Client, database: &str, test: &str, started: Instant) {
+    let drop = format!("DROP DATABASE IF EXISTS {database}");
     if let Err(e) = client.query_raw(&drop).execute().await {
-        eprintln!("dropping {} failed: {e}", ch.database);
+        eprintln!("dropping {database} failed: {e}");
     }
     eprintln!("{test}: {:?}", started.elapsed());
-    result
 }
 
 fn rows(data: &TracesData) -> Vec<SpanRow> {
@@ -721,10 +727,6 @@ async fn spans_stored_before_the_intake_migration_are_found_after_it() -> Result
         Ok(())
     }
     .await;
-    let drop = format!("DROP DATABASE IF EXISTS {db}");
-    if let Err(e) = client.query_raw(&drop).execute().await {
-        eprintln!("dropping {db} failed: {e}");
-    }
-    eprintln!("storage_intake_upgrade: {:?}", started.elapsed());
+    dropped(&client, &db, "storage_intake_upgrade", started).await;
     result
 }
