@@ -12,9 +12,10 @@
 //! poll that returns at once): 0.85% of a core, idle or not, which was
 //! about a tenth of the collector's CPU at 20,000 spans/s. Here the
 //! reports' thread polls for [`REPORTS_WAIT`] at a time, and each report
-//! resolves its message's own channel as `FutureProducer`'s do.
+//! fills its message's slot in its [`Batch`], the messages of one
+//! [`Publisher::send_all`], whose caller is woken once, by the last.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -22,7 +23,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{ClientContext, Message as _};
-use tokio::sync::oneshot;
+use tokio::sync::Notify;
 
 use crate::{Error, Result};
 
@@ -46,12 +47,15 @@ pub struct Delivered {
     pub offset: i64,
 }
 
+/// A message handed to librdkafka with its place in its batch.
+type Record<'a> = BaseRecord<'a, String, Vec<u8>, Box<Slot>>;
+
 /// Hands `record` to librdkafka, waiting up to [`QUEUE_WAIT`] for room in
-/// its queue.
-async fn queued(
+/// its queue; on failure, gives the record back with the error.
+async fn queued<'a>(
     producer: &BaseProducer<Reports>,
-    mut record: BaseRecord<'_, String, Vec<u8>, <Reports as ProducerContext>::DeliveryOpaque>,
-) -> Result<()> {
+    mut record: Record<'a>,
+) -> Result<(), (KafkaError, Record<'a>)> {
     let started = Instant::now();
     loop {
         match producer.send(record) {
@@ -62,8 +66,59 @@ async fn queued(
                 record = back;
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            Err((e, _)) => return Err(Error::kafka("publish")(e)),
+            Err(failed) => return Err(failed),
         }
+    }
+}
+
+/// The messages of one [`Publisher::send_all`], resolved together: each
+/// delivery report fills its message's slot and the last one wakes the
+/// caller. One wake-up per call rather than one channel per message, whose
+/// reports (one per partition's response) each woke the caller's task from
+/// the reports' thread.
+struct Batch {
+    slots: Vec<OnceLock<Result<Delivered, KafkaError>>>,
+    /// Slots not yet filled.
+    left: AtomicUsize,
+    /// Woken when `left` reaches 0 (a permit is kept if nobody waits yet).
+    done: Notify,
+}
+
+impl Batch {
+    fn new(n: usize) -> Self {
+        Self {
+            slots: (0..n).map(|_| OnceLock::new()).collect(),
+            left: AtomicUsize::new(n),
+            done: Notify::new(),
+        }
+    }
+
+    /// Fills slot `i` unless it is filled already.
+    fn resolve(&self, i: usize, result: Result<Delivered, KafkaError>) {
+        if self.slots[i].set(result).is_ok() && self.left.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.done.notify_one();
+        }
+    }
+
+    /// Waits until every slot is filled.
+    async fn resolved(&self) {
+        if self.left.load(Ordering::Acquire) > 0 {
+            self.done.notified().await;
+        }
+    }
+}
+
+/// A message's place in its batch, librdkafka's opaque for it: filled by
+/// the message's delivery report, or as canceled if librdkafka drops the
+/// message without one.
+struct Slot {
+    batch: Arc<Batch>,
+    index: usize,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.batch.resolve(self.index, Err(KafkaError::Canceled));
     }
 }
 
@@ -116,15 +171,15 @@ impl Drop for Reported {
     }
 }
 
-/// Sends each delivery report to its message's channel.
+/// Puts each delivery report in its message's slot.
 struct Reports;
 
 impl ClientContext for Reports {}
 
 impl ProducerContext for Reports {
-    type DeliveryOpaque = Box<oneshot::Sender<Result<Delivered, KafkaError>>>;
+    type DeliveryOpaque = Box<Slot>;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, report: Self::DeliveryOpaque) {
+    fn delivery(&self, result: &DeliveryResult<'_>, slot: Self::DeliveryOpaque) {
         let delivered = match result {
             Ok(m) => Ok(Delivered {
                 partition: m.partition(),
@@ -132,8 +187,7 @@ impl ProducerContext for Reports {
             }),
             Err((e, _)) => Err(e.clone()),
         };
-        // The sender gave up waiting: nothing to tell.
-        let _ = report.send(delivered);
+        slot.batch.resolve(slot.index, delivered);
     }
 }
 
@@ -192,7 +246,8 @@ impl Publisher {
                     .collect()
             }
         };
-        let sends = messages.iter().map(|m| {
+        let batch = Arc::new(Batch::new(messages.len()));
+        for (index, m) in messages.iter().enumerate() {
             let mut headers = OwnedHeaders::new_with_capacity(m.headers.len());
             for (k, v) in &m.headers {
                 headers = headers.insert(Header {
@@ -200,20 +255,31 @@ impl Publisher {
                     value: Some(v),
                 });
             }
-            let (report, delivered) = oneshot::channel();
-            let record = BaseRecord::with_opaque_to(topic, Box::new(report))
+            let slot = Box::new(Slot {
+                batch: Arc::clone(&batch),
+                index,
+            });
+            let record = BaseRecord::with_opaque_to(topic, slot)
                 .key(&m.key)
                 .payload(&m.value)
                 .headers(headers);
-            async move {
-                queued(producer, record).await?;
-                delivered
-                    .await
-                    .unwrap_or(Err(KafkaError::Canceled))
-                    .map_err(Error::kafka("publish"))
+            if let Err((e, record)) = queued(producer, record).await {
+                // Before the record's slot drops and says "canceled".
+                batch.resolve(index, Err(e));
+                drop(record);
             }
-        });
-        futures::future::join_all(sends).await
+        }
+        batch.resolved().await;
+        batch
+            .slots
+            .iter()
+            .map(|slot| match slot.get() {
+                Some(Ok(delivered)) => Ok(*delivered),
+                Some(Err(e)) => Err(Error::kafka("publish")(e.clone())),
+                // Not reached: every slot is filled before `resolved` returns.
+                None => Err(Error::kafka("publish")(KafkaError::Canceled)),
+            })
+            .collect()
     }
 
     /// Waits up to `timeout` for queued messages to be delivered.
@@ -240,5 +306,67 @@ impl Publisher {
         })
         .await
         .unwrap_or_else(|e| panic!("metadata task failed: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot(batch: &Arc<Batch>, index: usize) -> Slot {
+        Slot {
+            batch: Arc::clone(batch),
+            index,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_resolves_once_every_message_has_its_report() {
+        let batch = Arc::new(Batch::new(3));
+        let (first, second, third) = (slot(&batch, 0), slot(&batch, 1), slot(&batch, 2));
+        let ok = Delivered {
+            partition: 2,
+            offset: 7,
+        };
+        first.batch.resolve(first.index, Ok(ok));
+        // Dropped after its report: the report stands.
+        drop(first);
+        second.batch.resolve(
+            second.index,
+            Err(KafkaError::MessageProduction(
+                RDKafkaErrorCode::MessageSizeTooLarge,
+            )),
+        );
+        drop(second);
+        assert_eq!(batch.left.load(Ordering::Acquire), 1);
+        let waiting = tokio::spawn({
+            let batch = Arc::clone(&batch);
+            async move { batch.resolved().await }
+        });
+        // Dropped by librdkafka without a report: canceled, and the waiter
+        // wakes.
+        drop(third);
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("the last slot wakes the waiter")
+            .expect("the waiter ran");
+        assert!(matches!(batch.slots[0].get(), Some(Ok(d)) if *d == ok));
+        assert!(matches!(
+            batch.slots[1].get(),
+            Some(Err(KafkaError::MessageProduction(
+                RDKafkaErrorCode::MessageSizeTooLarge
+            )))
+        ));
+        assert!(matches!(
+            batch.slots[2].get(),
+            Some(Err(KafkaError::Canceled))
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_empty_batch_is_resolved_at_once() {
+        tokio::time::timeout(Duration::from_secs(5), Batch::new(0).resolved())
+            .await
+            .expect("nothing to wait for");
     }
 }
