@@ -26,13 +26,6 @@ async fn a_dead_broker_gets_a_retryable_refusal_and_the_collector_recovers() -> 
     let broker = PrivateBroker::start("backpressure").await?;
     let mut t = topology("backpressure");
     t.kafka.brokers = broker.addr.clone();
-    // tansu 0.6 panics (and stops serving produce requests) when an
-    // idempotent producer bumps its epoch after timed-out messages, as
-    // librdkafka does (KIP-360); real Kafka handles it. This test is about
-    // the collector's refusals and recovery, so it runs without idempotence.
-    t.kafka
-        .properties
-        .insert("enable.idempotence".into(), "false".into());
     t.collector.publish_timeout_ms = 3_000;
     t.collector.max_request_bytes = 64 * 1024;
     t.collector.max_in_flight_bytes = 64 * 1024;

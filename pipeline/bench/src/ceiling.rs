@@ -7,7 +7,7 @@
 //! last acknowledgement.
 //!
 //! Guarantees: the producer has the settings skein's collector publishes
-//! with (`acks=all`, idempotence, lz4, `linger.ms=5`, the murmur2 random
+//! with (`acks=all`, lz4, `linger.ms=5`, the murmur2 random
 //! partitioner), and as many messages in flight as librdkafka's queue
 //! holds, so it is the best the broker does for these messages; the
 //! inserts are plain HTTP `INSERT ... FORMAT RowBinary` of bytes encoded
@@ -72,7 +72,6 @@ pub async fn produce(
         .set("bootstrap.servers", &kafka.brokers)
         .set("client.id", "skein-bench-ceiling")
         .set("acks", "all")
-        .set("enable.idempotence", "true")
         .set("partitioner", "murmur2_random")
         .set("linger.ms", "5")
         .set("compression.type", "lz4")

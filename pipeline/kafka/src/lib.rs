@@ -5,7 +5,7 @@
 //! consumer configured to store offsets only when told to, and
 //! [`admin::apply_topics`] that creates missing topics.
 //!
-//! Guarantees: the producer uses `acks=all` and idempotence, and hashes keys
+//! Guarantees: the producer uses `acks=all` (at least once), and hashes keys
 //! with murmur2 as the Java client does, so a trace lands on the same
 //! partition whichever client wrote it.
 
