@@ -18,6 +18,12 @@
 //! deployment that wants the broker to drop retried duplicates sets
 //! `enable.idempotence: true` in `kafka.producer_properties`.
 //!
+//! Why not rdkafka's `send`: it has librdkafka copy every value, and
+//! librdkafka copies it again into the produce request. Here a value stays
+//! in the message's [`Slot`] until its delivery report (librdkafka's
+//! contract for a value it does not copy), and values over
+//! [`COPY_MAX_BYTES`] go out from there.
+//!
 //! Why not rdkafka's `FutureProducer`: its thread that serves delivery
 //! reports polls for 100 ms at a time and spins through the last
 //! millisecond of each (rdkafka 0.39 rounds the time left down to 0 ms, a
@@ -27,13 +33,14 @@
 //! fills its message's slot in its [`Batch`], the messages of one
 //! [`Publisher::send_all`], whose caller is woken once, by the last.
 
+use std::ffi::{c_void, CStr, CString};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use rdkafka::bindings::{self as rdsys, rd_kafka_vtype_t as Vtype};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::producer::{BaseProducer, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{ClientContext, Message as _};
 use tokio::sync::Notify;
 
@@ -59,23 +66,104 @@ pub struct Delivered {
     pub offset: i64,
 }
 
-/// A message handed to librdkafka with its place in its batch.
-type Record<'a> = BaseRecord<'a, String, Vec<u8>, Box<Slot>>;
+/// A message's key and headers as librdkafka takes them (it copies them),
+/// the value staying in `slot`.
+struct Outgoing<'a> {
+    topic: &'a CStr,
+    key: &'a [u8],
+    headers: &'a [(&'a CStr, &'a [u8])],
+}
 
-/// Hands `record` to librdkafka, waiting up to [`QUEUE_WAIT`] for room in
-/// its queue; on failure, gives the record back with the error.
-async fn queued<'a>(
+/// Hands a message to librdkafka, its value by reference and `slot` as its
+/// opaque; on failure, gives `slot` back with the error.
+#[allow(unsafe_code)]
+fn produce(
     producer: &BaseProducer<Reports>,
-    mut record: Record<'a>,
-) -> Result<(), (KafkaError, Record<'a>)> {
+    out: &Outgoing<'_>,
+    slot: Box<Slot>,
+) -> Result<(), (KafkaError, Box<Slot>)> {
+    fn vu(vtype: Vtype, u: rdsys::rd_kafka_vu_s__bindgen_ty_1) -> rdsys::rd_kafka_vu_t {
+        rdsys::rd_kafka_vu_t { vtype, u }
+    }
+    fn mem(bytes: &[u8]) -> rdsys::rd_kafka_vu_s__bindgen_ty_1 {
+        rdsys::rd_kafka_vu_s__bindgen_ty_1 {
+            mem: rdsys::rd_kafka_vu_s__bindgen_ty_1__bindgen_ty_1 {
+                ptr: bytes.as_ptr() as *mut c_void,
+                size: bytes.len(),
+            },
+        }
+    }
+    let value = mem(&slot.value);
+    let opaque = Box::into_raw(slot);
+    let mut vus = Vec::with_capacity(5 + out.headers.len());
+    vus.extend([
+        vu(
+            Vtype::RD_KAFKA_VTYPE_TOPIC,
+            rdsys::rd_kafka_vu_s__bindgen_ty_1 {
+                cstr: out.topic.as_ptr(),
+            },
+        ),
+        // No RD_KAFKA_MSG_F_COPY: librdkafka keeps a pointer to the value.
+        vu(
+            Vtype::RD_KAFKA_VTYPE_MSGFLAGS,
+            rdsys::rd_kafka_vu_s__bindgen_ty_1 { i: 0 },
+        ),
+        vu(Vtype::RD_KAFKA_VTYPE_VALUE, value),
+        vu(Vtype::RD_KAFKA_VTYPE_KEY, mem(out.key)),
+        vu(
+            Vtype::RD_KAFKA_VTYPE_OPAQUE,
+            rdsys::rd_kafka_vu_s__bindgen_ty_1 { ptr: opaque.cast() },
+        ),
+    ]);
+    for (name, value) in out.headers {
+        vus.push(vu(
+            Vtype::RD_KAFKA_VTYPE_HEADER,
+            rdsys::rd_kafka_vu_s__bindgen_ty_1 {
+                header: rdsys::rd_kafka_vu_s__bindgen_ty_1__bindgen_ty_2 {
+                    name: name.as_ptr(),
+                    val: value.as_ptr().cast(),
+                    size: value.len() as isize,
+                },
+            },
+        ));
+    }
+    // SAFETY: every pointer in `vus` is valid for this call: librdkafka
+    // copies the topic's name, the key and the headers, and keeps the
+    // value's pointer and the opaque only when it takes the message. Then
+    // the value lives in the slot, which rdkafka's delivery callback gets
+    // back (`Box<Slot>` as `IntoOpaque`) and drops after the report, once
+    // librdkafka is done with the value; a purged message is reported too.
+    // On failure librdkafka has kept neither, and the slot is ours again.
+    unsafe {
+        let error =
+            rdsys::rd_kafka_produceva(producer.client().native_ptr(), vus.as_ptr(), vus.len());
+        if error.is_null() {
+            return Ok(());
+        }
+        let code = rdsys::rd_kafka_error_code(error);
+        rdsys::rd_kafka_error_destroy(error);
+        Err((
+            KafkaError::MessageProduction(RDKafkaErrorCode::from(code)),
+            Box::from_raw(opaque),
+        ))
+    }
+}
+
+/// Hands a message to librdkafka, waiting up to [`QUEUE_WAIT`] for room in
+/// its queue; on failure, gives `slot` back with the error.
+async fn queued(
+    producer: &BaseProducer<Reports>,
+    out: &Outgoing<'_>,
+    mut slot: Box<Slot>,
+) -> Result<(), (KafkaError, Box<Slot>)> {
     let started = Instant::now();
     loop {
-        match producer.send(record) {
+        match produce(producer, out, slot) {
             Ok(()) => return Ok(()),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
                 if started.elapsed() < QUEUE_WAIT =>
             {
-                record = back;
+                slot = back;
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             Err(failed) => return Err(failed),
@@ -122,10 +210,12 @@ impl Batch {
 
 /// A message's place in its batch, librdkafka's opaque for it: filled by
 /// the message's delivery report, or as canceled if librdkafka drops the
-/// message without one.
+/// message without one. It holds the message's value, which librdkafka
+/// reads in place until the report.
 struct Slot {
     batch: Arc<Batch>,
     index: usize,
+    value: Vec<u8>,
 }
 
 impl Drop for Slot {
@@ -145,6 +235,11 @@ pub struct Publisher {
 /// a dropped producer's thread lives on, and (as rdkafka spins through the
 /// last millisecond of each wait) a thousandth of a core.
 const REPORTS_WAIT: Duration = Duration::from_secs(1);
+
+/// Values longer than this go into a produce request by reference, not
+/// copied (`message.copy.max.bytes`, 65,535 by default): a trace's
+/// message is usually longer, and one more iovec costs less than the copy.
+const COPY_MAX_BYTES: &str = "4096";
 
 /// How long a message waits for room in librdkafka's queue
 /// (`queue.buffering.max.messages`/`kbytes`) before it fails; delivery
@@ -221,6 +316,7 @@ impl Publisher {
             .set("acks", "all")
             .set("partitioner", "murmur2_random")
             .set("linger.ms", "5")
+            .set("message.copy.max.bytes", COPY_MAX_BYTES)
             .set("compression.type", "lz4")
             .set(
                 "message.timeout.ms",
@@ -257,27 +353,50 @@ impl Publisher {
                     .collect()
             }
         };
+        let Ok(topic) = CString::new(topic) else {
+            let e = KafkaError::MessageProduction(RDKafkaErrorCode::InvalidTopic);
+            return messages
+                .iter()
+                .map(|_| Err(Error::kafka("publish")(e.clone())))
+                .collect();
+        };
         let batch = Arc::new(Batch::new(messages.len()));
-        for (index, m) in messages.iter().enumerate() {
-            let mut headers = OwnedHeaders::new_with_capacity(m.headers.len());
-            for (k, v) in &m.headers {
-                headers = headers.insert(Header {
-                    key: k,
-                    value: Some(v),
-                });
+        // Header names as librdkafka reads them (NUL-terminated), made once
+        // per name.
+        let mut names: Vec<(&'static str, CString)> = Vec::new();
+        for m in &messages {
+            for (k, _) in &m.headers {
+                if !names.iter().any(|(n, _)| n == k) {
+                    names.push((k, CString::new(*k).expect("header names have no NUL")));
+                }
             }
+        }
+        let name = |k: &str| {
+            names
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, c)| c.as_c_str())
+        };
+        for (index, m) in messages.into_iter().enumerate() {
+            let headers: Vec<(&CStr, &[u8])> = m
+                .headers
+                .iter()
+                .map(|(k, v)| (name(k).expect("named above"), v.as_slice()))
+                .collect();
+            let out = Outgoing {
+                topic: &topic,
+                key: m.key.as_bytes(),
+                headers: &headers,
+            };
             let slot = Box::new(Slot {
                 batch: Arc::clone(&batch),
                 index,
+                value: m.value,
             });
-            let record = BaseRecord::with_opaque_to(topic, slot)
-                .key(&m.key)
-                .payload(&m.value)
-                .headers(headers);
-            if let Err((e, record)) = queued(producer, record).await {
-                // Before the record's slot drops and says "canceled".
+            if let Err((e, slot)) = queued(producer, &out, slot).await {
+                // Before the slot drops and says "canceled".
                 batch.resolve(index, Err(e));
-                drop(record);
+                drop(slot);
             }
         }
         batch.resolved().await;
@@ -328,6 +447,7 @@ mod tests {
         Slot {
             batch: Arc::clone(batch),
             index,
+            value: Vec::new(),
         }
     }
 
