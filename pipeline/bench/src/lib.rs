@@ -4,6 +4,7 @@
 //! In: a subcommand's options. Out: its report. See each module.
 
 pub mod ceiling;
+pub mod compare;
 pub mod load;
 pub mod loadgen;
 pub mod machine;

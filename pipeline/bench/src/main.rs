@@ -12,7 +12,8 @@
 //! Subcommands: `all` (what `make bench` runs: `pipeline`, then `query`,
 //! one table and one JSON file), `pipeline` (collector, ingester and end to
 //! end, as processes, against the broker's and ClickHouse's ceilings),
-//! `query` (the query API over a loaded database) and `loadgen` (synthetic
+//! `compare` (two binaries' collectors side by side, for before and
+//! after), `query` (the query API over a loaded database) and `loadgen` (synthetic
 //! traces sent to a collector over OTLP at a fixed rate or as fast as it
 //! accepts them).
 
@@ -21,7 +22,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use skein_bench::{loadgen, pipeline, query, rows, split};
+use skein_bench::{compare, loadgen, pipeline, query, rows, split};
 use skein_config::Topology;
 
 // The load generator shares the machine with what it measures: the same
@@ -64,6 +65,11 @@ enum Command {
     /// processes (CPU and memory from /proc) against the ceilings of the
     /// broker (plain rdkafka) and ClickHouse (raw INSERTs) on this machine.
     Pipeline(pipeline::Args),
+    /// Two `skein` binaries' collectors side by side on one broker, each
+    /// loaded as fast as it accepts, at once: each one's CPU per span and
+    /// B's over A's, which the host's drift in speed moves less than
+    /// either (to tell whether a change saved CPU).
+    Compare(compare::Args),
     /// Loads synthetic traces into a database of their own and measures
     /// the query API: fetch by trace ID, search by service, by service and
     /// tag, by duration range (p50, p99).
@@ -127,6 +133,7 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Query(args) => query::run(topology, args).await.map(drop),
         Command::Pipeline(args) => pipeline::run(topology, args).await.map(drop),
+        Command::Compare(args) => compare::run(topology, args).await.map(drop),
         Command::All {
             pipeline: args,
             query_spans,

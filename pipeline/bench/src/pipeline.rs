@@ -492,7 +492,7 @@ pub struct Results {
 /// The bench's topology: the deployment's broker and ClickHouse, topics,
 /// groups and databases of this run, every listener on a free local port,
 /// receivers other than OTLP off.
-fn bench_topology(base: &Topology, run: &str, database: &str) -> Result<Topology> {
+pub(crate) fn bench_topology(base: &Topology, run: &str, database: &str) -> Result<Topology> {
     let mut t = base.clone();
     t.topics.spans.name = format!("skein-bench-{run}-spans");
     t.topics.dead_letter.name = format!("skein-bench-{run}-dlq");
@@ -522,7 +522,7 @@ fn bench_topology(base: &Topology, run: &str, database: &str) -> Result<Topology
     Ok(t)
 }
 
-fn unix_secs() -> u64 {
+pub(crate) fn unix_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -869,7 +869,7 @@ async fn fresh_broker(t: &mut Topology, dir: &Path) -> Result<process::Broker> {
 }
 
 /// Writes `t` where the roles read it, `dir/topology.json`.
-fn write_topology(t: &Topology, dir: &Path) -> Result<PathBuf> {
+pub(crate) fn write_topology(t: &Topology, dir: &Path) -> Result<PathBuf> {
     let config = dir.join("topology.json");
     std::fs::write(&config, serde_json::to_string_pretty(t)?)
         .with_context(|| format!("writing {}", config.display()))?;
@@ -878,7 +878,7 @@ fn write_topology(t: &Topology, dir: &Path) -> Result<PathBuf> {
 
 /// Starts `skein <role>` on `config` (`t` written out), with the admin
 /// endpoint `t` gives that role.
-async fn start_role(
+pub(crate) async fn start_role(
     skein: &Path,
     role: &'static str,
     t: &Topology,

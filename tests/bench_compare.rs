@@ -1,0 +1,67 @@
+//! `skein-bench compare`, small: one `skein` binary's collector against
+//! itself, both on a broker of the bench's own. Nothing here is timed; it
+//! checks that each side's figures are its own collector's: spans it
+//! accepted, CPU it used, and B over A their quotient.
+//!
+//! Runs the `skein` binary that `make test` builds first
+//! (`cargo build -p skein`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{ensure, Result};
+use skein_bench::compare::{self, Args};
+use skein_bench::loadgen::Protocol;
+use skein_tests::topology;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_collectors_are_measured_over_the_same_rounds() -> Result<()> {
+    let skein = skein_tests::skein_debug_binary()?;
+    let out = std::env::temp_dir().join(format!("skein-compare-{}.json", std::process::id()));
+    let args = Args {
+        a: skein.clone(),
+        b: Some(skein),
+        rounds: 2,
+        duration: Duration::from_secs(2),
+        concurrency: 2,
+        protocol: Protocol::Grpc,
+        work_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../data/test-bench")),
+        out: out.clone(),
+    };
+    let r = compare::run(topology("compare"), args).await?;
+    ensure!(r.rounds.len() == 2, "{r:?}");
+    for round in &r.rounds {
+        for side in [&round.a, &round.b] {
+            ensure!(
+                side.spans_accepted > 0 && side.cpu_seconds > 0.0,
+                "{round:?}"
+            );
+            let per_million = side.cpu_seconds / side.spans_accepted as f64 * 1e6;
+            ensure!(
+                (side.cpu_seconds_per_million_spans - per_million).abs() < 1e-9,
+                "{round:?}"
+            );
+        }
+        let ratio = round.b.cpu_seconds_per_million_spans / round.a.cpu_seconds_per_million_spans;
+        ensure!((round.b_over_a - ratio).abs() < 1e-9, "{round:?}");
+        // One binary against itself: the same cost within a wide margin
+        // (a side measured on the wrong process would be far off).
+        ensure!((0.5..2.0).contains(&round.b_over_a), "{round:?}");
+    }
+    let (lo, hi) = (
+        r.rounds[0].b_over_a.min(r.rounds[1].b_over_a),
+        r.rounds[0].b_over_a.max(r.rounds[1].b_over_a),
+    );
+    ensure!(
+        (lo - 1e-9..=hi + 1e-9).contains(&r.median_b_over_a),
+        "{r:?}"
+    );
+    // The JSON says the same.
+    let written: serde_json::Value = serde_json::from_slice(&std::fs::read(&out)?)?;
+    ensure!(
+        written["rounds"].as_array().map(Vec::len) == Some(2),
+        "{written}"
+    );
+    let _ = std::fs::remove_file(out);
+    Ok(())
+}
