@@ -193,21 +193,16 @@ async fn load_both(
     let [(ta, a), (tb, b)] = sides else {
         anyhow::bail!("two collectors expected");
     };
-    // `skein-bench pipeline`'s load, as fast as accepted.
+    // `skein-bench pipeline`'s load (its default shape and request size),
+    // as fast as accepted.
     let config = |t: &Topology| loadgen::Config {
-        endpoint: match args.protocol {
-            Protocol::Grpc => format!("http://{}", t.collector.otlp_grpc),
-            Protocol::Http => format!("http://{}", t.collector.otlp_http),
-        },
+        endpoint: pipeline::endpoint(t, args.protocol),
         protocol: args.protocol,
         rate: None,
         duration,
         concurrency: args.concurrency,
-        spans_per_request: 500,
-        shape: Shape {
-            attributes: 10,
-            ..Shape::default()
-        },
+        spans_per_request: pipeline::SPANS_PER_REQUEST,
+        shape: Shape::default(),
         seed,
         progress: false,
     };

@@ -109,7 +109,7 @@ pub struct Args {
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
     /// Spans per request.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = SPANS_PER_REQUEST)]
     pub spans_per_request: usize,
     /// Attributes per span.
     #[arg(long, default_value_t = 10)]
@@ -543,12 +543,8 @@ fn own_cpu_seconds() -> f64 {
 }
 
 fn loadgen_config(t: &Topology, args: &Args, rate: Option<f64>, seed: u64) -> loadgen::Config {
-    let endpoint = match args.protocol {
-        Protocol::Grpc => format!("http://{}", t.collector.otlp_grpc),
-        Protocol::Http => format!("http://{}", t.collector.otlp_http),
-    };
     loadgen::Config {
-        endpoint,
+        endpoint: endpoint(t, args.protocol),
         protocol: args.protocol,
         rate,
         duration: if rate.is_some() {
@@ -567,6 +563,17 @@ fn loadgen_config(t: &Topology, args: &Args, rate: Option<f64>, seed: u64) -> lo
         shape: shape(args),
         seed,
         progress: true,
+    }
+}
+
+/// Spans per request of the load, by default.
+pub(crate) const SPANS_PER_REQUEST: usize = 500;
+
+/// The collector's OTLP endpoint for `protocol`.
+pub(crate) fn endpoint(t: &Topology, protocol: Protocol) -> String {
+    match protocol {
+        Protocol::Grpc => format!("http://{}", t.collector.otlp_grpc),
+        Protocol::Http => format!("http://{}", t.collector.otlp_http),
     }
 }
 

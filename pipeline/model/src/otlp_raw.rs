@@ -444,7 +444,7 @@ impl SpanBytes<'_> {
 /// The fields of a message other than its repeated field 2, as received:
 /// those numbered before it and after it (ranges of [`Parts::fields`]),
 /// so that the message is written back in field order, as prost writes it.
-#[derive(Clone, Default)]
+#[derive(Default)]
 struct Header {
     before: Range<usize>,
     after: Range<usize>,
