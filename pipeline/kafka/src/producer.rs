@@ -361,27 +361,17 @@ impl Publisher {
                 .collect();
         };
         let batch = Arc::new(Batch::new(messages.len()));
-        // Header names as librdkafka reads them (NUL-terminated), made once
-        // per name.
-        let mut names: Vec<(&'static str, CString)> = Vec::new();
-        for m in &messages {
-            for (k, _) in &m.headers {
-                if !names.iter().any(|(n, _)| n == k) {
-                    names.push((k, CString::new(*k).expect("header names have no NUL")));
-                }
-            }
-        }
-        let name = |k: &str| {
-            names
-                .iter()
-                .find(|(n, _)| *n == k)
-                .map(|(_, c)| c.as_c_str())
-        };
         for (index, m) in messages.into_iter().enumerate() {
-            let headers: Vec<(&CStr, &[u8])> = m
+            // Header names as librdkafka reads them, NUL-terminated.
+            let names: Vec<CString> = m
                 .headers
                 .iter()
-                .map(|(k, v)| (name(k).expect("named above"), v.as_slice()))
+                .map(|(k, _)| CString::new(*k).expect("header names are constants without NUL"))
+                .collect();
+            let headers: Vec<(&CStr, &[u8])> = names
+                .iter()
+                .zip(&m.headers)
+                .map(|(name, (_, value))| (name.as_c_str(), value.as_slice()))
                 .collect();
             let out = Outgoing {
                 topic: &topic,
