@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
-use skein_bench::compare::{self, Args};
+use skein_bench::compare::{self, Args, Compared};
 use skein_bench::loadgen::Protocol;
 use skein_tests::topology;
 
@@ -19,10 +19,12 @@ async fn both_collectors_are_measured_over_the_same_rounds() -> Result<()> {
     let skein = skein_tests::skein_debug_binary()?;
     let out = std::env::temp_dir().join(format!("skein-compare-{}.json", std::process::id()));
     let args = Args {
+        role: Compared::Collector,
         a: skein.clone(),
         b: Some(skein),
         rounds: 2,
         duration: Duration::from_secs(2),
+        traces: 0,
         concurrency: 2,
         protocol: Protocol::Grpc,
         work_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../data/test-bench")),
@@ -32,11 +34,8 @@ async fn both_collectors_are_measured_over_the_same_rounds() -> Result<()> {
     ensure!(r.rounds.len() == 2, "{r:?}");
     for round in &r.rounds {
         for side in [&round.a, &round.b] {
-            ensure!(
-                side.spans_accepted > 0 && side.cpu_seconds > 0.0,
-                "{round:?}"
-            );
-            let per_million = side.cpu_seconds / side.spans_accepted as f64 * 1e6;
+            ensure!(side.spans > 0 && side.cpu_seconds > 0.0, "{round:?}");
+            let per_million = side.cpu_seconds / side.spans as f64 * 1e6;
             ensure!(
                 (side.cpu_seconds_per_million_spans - per_million).abs() < 1e-9,
                 "{round:?}"
@@ -62,6 +61,40 @@ async fn both_collectors_are_measured_over_the_same_rounds() -> Result<()> {
         written["rounds"].as_array().map(Vec::len) == Some(2),
         "{written}"
     );
+    let _ = std::fs::remove_file(out);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_ingesters_drain_every_round_in_full() -> Result<()> {
+    let skein = skein_tests::skein_debug_binary()?;
+    let out = std::env::temp_dir().join(format!("skein-compare-i-{}.json", std::process::id()));
+    let args = Args {
+        role: Compared::Ingester,
+        a: skein.clone(),
+        b: Some(skein),
+        rounds: 2,
+        duration: Duration::ZERO,
+        traces: 200,
+        concurrency: 1,
+        protocol: Protocol::Grpc,
+        work_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../data/test-bench")),
+        out: out.clone(),
+    };
+    let r = compare::run(topology("compare_ingesters"), args).await?;
+    ensure!(r.rounds.len() == 2 && r.round_spans == 200 * 30, "{r:?}");
+    for round in &r.rounds {
+        // Each round's spans, every one written by each ingester (the
+        // round waits for that), and CPU used for them.
+        for side in [&round.a, &round.b] {
+            ensure!(
+                side.spans == 200 * 30 && side.cpu_seconds > 0.0,
+                "{round:?}"
+            );
+        }
+        let ratio = round.b.cpu_seconds_per_million_spans / round.a.cpu_seconds_per_million_spans;
+        ensure!((round.b_over_a - ratio).abs() < 1e-9, "{round:?}");
+    }
     let _ = std::fs::remove_file(out);
     Ok(())
 }

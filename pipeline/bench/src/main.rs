@@ -12,8 +12,8 @@
 //! Subcommands: `all` (what `make bench` runs: `pipeline`, then `query`,
 //! one table and one JSON file), `pipeline` (collector, ingester and end to
 //! end, as processes, against the broker's and ClickHouse's ceilings),
-//! `compare` (two binaries' collectors side by side, for before and
-//! after), `query` (the query API over a loaded database) and `loadgen` (synthetic
+//! `compare` (two binaries' collectors or ingesters side by side, for
+//! before and after), `query` (the query API over a loaded database) and `loadgen` (synthetic
 //! traces sent to a collector over OTLP at a fixed rate or as fast as it
 //! accepts them).
 
@@ -65,10 +65,11 @@ enum Command {
     /// processes (CPU and memory from /proc) against the ceilings of the
     /// broker (plain rdkafka) and ClickHouse (raw INSERTs) on this machine.
     Pipeline(pipeline::Args),
-    /// Two `skein` binaries' collectors side by side on one broker, each
-    /// loaded as fast as it accepts, at once: each one's CPU per span and
-    /// B's over A's, which the host's drift in speed moves less than
-    /// either (to tell whether a change saved CPU).
+    /// Two `skein` binaries' collectors (each loaded as fast as it
+    /// accepts) or ingesters (each draining the same traces) side by side
+    /// on one broker, at once: each one's CPU per span and B's over A's,
+    /// which the host's drift in speed moves less than either (to tell
+    /// whether a change saved CPU).
     Compare(compare::Args),
     /// Loads synthetic traces into a database of their own and measures
     /// the query API: fetch by trace ID, search by service, by service and

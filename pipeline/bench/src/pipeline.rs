@@ -1111,7 +1111,7 @@ async fn warm_drain(
 
 /// Traces `0..traces` of `generator` as the collector publishes them: one
 /// message per trace, keyed by its trace ID, with the collector's headers.
-fn published(generator: &Generator, traces: u64) -> Vec<RawMessage> {
+pub(crate) fn published(generator: &Generator, traces: u64) -> Vec<RawMessage> {
     let now = unix_nanos();
     let received = now.to_string().into_bytes();
     (0..traces)
