@@ -108,13 +108,35 @@ pub struct Side {
     pub cpu_seconds_per_million_spans: f64,
 }
 
-/// One round: both collectors, loaded at once.
+impl Side {
+    fn new(spans: u64, cpu_seconds: f64) -> Self {
+        Self {
+            spans,
+            cpu_seconds,
+            cpu_seconds_per_million_spans: cpu_seconds / spans as f64 * 1e6,
+        }
+    }
+}
+
+/// One round: both sides, at once.
 #[derive(Debug, Clone, Serialize)]
 pub struct Round {
     pub a: Side,
     pub b: Side,
     /// B's CPU per span over A's.
     pub b_over_a: f64,
+}
+
+impl Round {
+    /// `a` and `b` and B's CPU per span over A's, said on stderr.
+    fn of(a: Side, b: Side) -> Self {
+        let b_over_a = b.cpu_seconds_per_million_spans / a.cpu_seconds_per_million_spans;
+        eprintln!(
+            "  A {:.3}, B {:.3} CPU s per million spans: B/A {b_over_a:.3}",
+            a.cpu_seconds_per_million_spans, b.cpu_seconds_per_million_spans
+        );
+        Self { a, b, b_over_a }
+    }
 }
 
 /// The comparison.
@@ -249,12 +271,7 @@ async fn rounds(sides: &[(Topology, Role)], args: &Args) -> Result<Vec<Round>> {
             args.duration.as_secs_f64()
         );
         let (a, b) = load_both(sides, args, args.duration, round as u64 + 1).await?;
-        let b_over_a = b.cpu_seconds_per_million_spans / a.cpu_seconds_per_million_spans;
-        eprintln!(
-            "  A {:.3}, B {:.3} CPU s per million spans: B/A {b_over_a:.3}",
-            a.cpu_seconds_per_million_spans, b.cpu_seconds_per_million_spans
-        );
-        out.push(Round { a, b, b_over_a });
+        out.push(Round::of(a, b));
     }
     Ok(out)
 }
@@ -287,11 +304,7 @@ async fn load_both(
     let (used_a, used_b) = (meter_a.read()?.0, meter_b.read()?.0);
     let side = |report: loadgen::Report, cpu: f64| -> Result<Side> {
         ensure!(report.spans_accepted > 0, "a collector accepted no spans");
-        Ok(Side {
-            spans: report.spans_accepted,
-            cpu_seconds: cpu,
-            cpu_seconds_per_million_spans: cpu / report.spans_accepted as f64 * 1e6,
-        })
+        Ok(Side::new(report.spans_accepted, cpu))
     };
     Ok((
         side(ra?, used_a.cpu_seconds)?,
@@ -333,18 +346,10 @@ async fn drains(sides: &[(Topology, Role)], args: &Args) -> Result<Vec<Round>> {
         if round == 0 {
             continue;
         }
-        let side = |cpu: f64| Side {
-            spans,
-            cpu_seconds: cpu,
-            cpu_seconds_per_million_spans: cpu / spans as f64 * 1e6,
-        };
-        let (a, b) = (side(cpu[0]), side(cpu[1]));
-        let b_over_a = b.cpu_seconds_per_million_spans / a.cpu_seconds_per_million_spans;
-        eprintln!(
-            "  A {:.3}, B {:.3} CPU s per million spans: B/A {b_over_a:.3}",
-            a.cpu_seconds_per_million_spans, b.cpu_seconds_per_million_spans
-        );
-        out.push(Round { a, b, b_over_a });
+        out.push(Round::of(
+            Side::new(spans, cpu[0]),
+            Side::new(spans, cpu[1]),
+        ));
     }
     Ok(out)
 }
