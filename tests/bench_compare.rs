@@ -14,22 +14,35 @@ use skein_bench::compare::{self, Args, Compared};
 use skein_bench::loadgen::Protocol;
 use skein_tests::topology;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn both_collectors_are_measured_over_the_same_rounds() -> Result<()> {
+/// The debug binary against itself, two rounds of nothing yet.
+fn args(role: Compared) -> Result<Args> {
     let skein = skein_tests::skein_debug_binary()?;
-    let out = std::env::temp_dir().join(format!("skein-compare-{}.json", std::process::id()));
-    let args = Args {
-        role: Compared::Collector,
+    Ok(Args {
+        role,
         a: skein.clone(),
         b: Some(skein),
         rounds: 2,
-        duration: Duration::from_secs(2),
+        duration: Duration::ZERO,
         traces: 0,
-        concurrency: 2,
+        concurrency: 1,
         protocol: Protocol::Grpc,
         work_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../data/test-bench")),
-        out: out.clone(),
+        out: std::env::temp_dir().join(format!(
+            "skein-compare-{}-{}.json",
+            std::process::id(),
+            role as u8
+        )),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_collectors_are_measured_over_the_same_rounds() -> Result<()> {
+    let args = Args {
+        duration: Duration::from_secs(2),
+        concurrency: 2,
+        ..args(Compared::Collector)?
     };
+    let out = args.out.clone();
     let r = compare::run(topology("compare"), args).await?;
     ensure!(r.rounds.len() == 2, "{r:?}");
     for round in &r.rounds {
@@ -67,20 +80,11 @@ async fn both_collectors_are_measured_over_the_same_rounds() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_ingesters_drain_every_round_in_full() -> Result<()> {
-    let skein = skein_tests::skein_debug_binary()?;
-    let out = std::env::temp_dir().join(format!("skein-compare-i-{}.json", std::process::id()));
     let args = Args {
-        role: Compared::Ingester,
-        a: skein.clone(),
-        b: Some(skein),
-        rounds: 2,
-        duration: Duration::ZERO,
         traces: 200,
-        concurrency: 1,
-        protocol: Protocol::Grpc,
-        work_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../data/test-bench")),
-        out: out.clone(),
+        ..args(Compared::Ingester)?
     };
+    let out = args.out.clone();
     let r = compare::run(topology("compare_ingesters"), args).await?;
     ensure!(r.rounds.len() == 2 && r.round_spans == 200 * 30, "{r:?}");
     for round in &r.rounds {
